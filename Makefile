@@ -1,0 +1,59 @@
+# execgate: a gate between AI agents and the shell.
+#   make demo   build, then replay the incident against the example profiles
+#   make test   everything, as root (namespaces, cgroups and seccomp are real)
+GO       ?= go
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BIN      := bin
+FUZZTIME ?= 30s
+CMDS     := $(notdir $(wildcard cmd/*))
+
+export PATH := /usr/local/go/bin:$(PATH)
+
+.PHONY: all build deps test vet bench demo install fuzz clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+# deps installs the system packages the build and tests need (cgo for
+# libseccomp, bubblewrap for the benchmark baseline) when they are missing.
+deps:
+	@scripts/deps.sh
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change: $$out" >&2; exit 1; fi
+
+test: deps
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "make test must run as root: the sandbox, cgroup and seccomp tests use the real kernel and do not skip." >&2; exit 1; fi
+	$(MAKE) vet
+	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) demo
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 20000x ./policy/
+
+demo: build
+	@scripts/demo.sh
+
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/execgate/examples $(DESTDIR)/etc/execgate/agents
+	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 examples/*.toml $(DESTDIR)$(PREFIX)/share/execgate/examples/
+	@[ -e $(DESTDIR)/etc/execgate/execgate.toml ] || install -m 0644 examples/execgate.toml $(DESTDIR)/etc/execgate/execgate.toml
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,58 @@
+// Command execgate is the admin and ops tool for execgated: it checks
+// scripts against profiles without a daemon, lints profiles, and talks to
+// the daemon's admin socket.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes shared by the subcommands.
+const (
+	exitOK    = 0
+	exitDeny  = 1 // check: denied; lint: errors found
+	exitUsage = 2
+	exitAsk   = 3
+)
+
+type command struct {
+	name  string
+	usage string
+	run   func(args []string, stdout, stderr io.Writer) int
+}
+
+var commands = []command{
+	{"check", "check --agents DIR --agent NAME [--cwd DIR] [-o short|json] -- 'SCRIPT'", runCheck},
+	{"lint", "lint [--config FILE] [FILE|DIR...]", runLint},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "execgate: unknown command %q\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: execgate COMMAND [ARGS]")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  execgate %s\n", c.usage)
+	}
+}

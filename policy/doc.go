@@ -1,0 +1,9 @@
+// Package policy decides a script against an agent's profile: it parses the
+// script with shellparse, matches every invocation with the profile's rules
+// and [files] lists, and combines the results (deny > ask > allow; one
+// denied invocation denies the script).
+//
+// The same per-invocation function serves the static layer (the whole
+// script, before anything runs) and the runtime exec check (one execve), so
+// the two layers cannot drift apart.
+package policy

@@ -1,0 +1,307 @@
+package profiles
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodProfile = `user = "nobody"
+security = "allowlist"
+ask = "on-miss"
+workdirs = ["/srv/app"]
+
+[[rule]]
+match = "git status **"
+action = "allow"
+
+[[rule]]
+match = "git checkout **"
+action = "deny"
+reason = "no branch switching"
+
+[files]
+deny_read = ["**/.env", "~/.ssh"]
+read_only = ["/srv/app/.git"]
+
+[limits]
+timeout = "90s"
+memory = "2GiB"
+pids = 64
+cpu = 2
+output = "1MiB"
+concurrent = 3
+per_minute = 10
+per_day = 100
+
+[env]
+pass = ["PATH", "LANG"]
+
+[network]
+mode = "host"
+
+[schedule]
+windows = ["Mon-Fri 07:00-19:00"]
+timezone = "Africa/Johannesburg"
+
+[audit]
+script = "sha256"
+`
+
+func TestParseGoodProfile(t *testing.T) {
+	p, err := ParseProfile("/etc/execgate/agents/flow.toml", []byte(goodProfile), nil)
+	if err != nil {
+		t.Fatalf("ParseProfile: %v", err)
+	}
+	if p.Name != "flow" || p.User != "nobody" || p.Security != SecurityAllowlist || p.Ask != AskOnMiss {
+		t.Errorf("identity/modes = %q %q %q %q", p.Name, p.User, p.Security, p.Ask)
+	}
+	if len(p.Rules) != 2 || p.Rules[1].Loc.String() != "flow.toml:11" || p.Rules[1].Reason != "no branch switching" {
+		t.Errorf("rules = %+v", p.Rules)
+	}
+	want := Limits{Timeout: 90 * time.Second, Memory: 2 << 30, Pids: 64, CPU: 2, Output: 1 << 20, Concurrent: 3, PerMinute: 10, PerDay: 100}
+	if p.Limits != want {
+		t.Errorf("limits = %+v, want %+v", p.Limits, want)
+	}
+	if p.Network != "host" || p.Audit.Script != "sha256" || strings.Join(p.EnvPass, ",") != "PATH,LANG" {
+		t.Errorf("rest = %q %q %q", p.Network, p.Audit.Script, p.EnvPass)
+	}
+	if p.Schedule == nil || len(p.Schedule.Windows) != 1 || p.Schedule.Loc.String() != "Africa/Johannesburg" {
+		t.Errorf("schedule = %+v", p.Schedule)
+	}
+	if p.DenyRead.LocOf("~/.ssh").Line != 16 || len(p.DenyRead.Patterns) != 2 {
+		t.Errorf("deny_read = %+v", p.DenyRead)
+	}
+	if len(p.SHA256) != 64 {
+		t.Errorf("sha256 = %q", p.SHA256)
+	}
+}
+
+// Each bad profile must fail with an error at the right line that says
+// what is wrong.
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		line      int
+		want      string
+	}{
+		{"unknown key", "user = \"a\"\nworkdirs = [\"/x\"]\nsecurty = \"full\"\n", 3, "unknown key securty"},
+		{"unknown table key", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\nmemroy = \"1GiB\"\n", 4, "unknown key limits.memroy"},
+		{"bad enum", "user = \"a\"\nworkdirs = [\"/x\"]\nsecurity = \"open\"\n", 3, "want deny, allowlist or full"},
+		{"bad ask", "user = \"a\"\nworkdirs = [\"/x\"]\nask = \"sometimes\"\n", 3, "want off, on-miss or always"},
+		{"bad duration", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\ntimeout = \"10 minutes\"\n", 4, "positive duration"},
+		{"bad size", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\nmemory = \"2 gallons\"\n", 4, "unknown unit"},
+		{"negative size", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\nmemory = -5\n", 4, "positive size"},
+		{"bad cpu", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\ncpu = 0\n", 4, "cores"},
+		{"bad pids", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\npids = 0\n", 4, "whole number"},
+		{"wrong type", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\npids = \"many\"\n", 4, "pids"},
+		{"rule without action", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"git push\"\n", 3, "no action"},
+		{"rule without match", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\naction = \"deny\"\n", 3, "without match"},
+		{"empty pattern", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"  \"\naction = \"deny\"\n", 4, "empty match pattern"},
+		{"unbalanced brace", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"git {push,pull **\"\naction = \"deny\"\n", 4, "unmatched {"},
+		{"unterminated quote", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"git 'push\"\naction = \"deny\"\n", 4, "unterminated"},
+		{"bad action", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"ls\"\naction = \"permit\"\n", 5, "want allow, ask or deny"},
+		{"second rule", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"ls\"\naction = \"allow\"\n[[rule]]\nmatch = \"x ** y **\"\naction = \"nope\"\n", 8, "want allow, ask or deny"},
+		{"program ** not alone", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"** rm\"\naction = \"deny\"\n", 4, "must stand alone"},
+		{"relative program path", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"bin/git **\"\naction = \"deny\"\n", 4, "absolute"},
+		{"no account", "workdirs = [\"/x\"]\n", 0, "must name its agent's account"},
+		{"both user and uid", "user = \"a\"\nuid = 5\nworkdirs = [\"/x\"]\n", 2, "not both"},
+		{"root", "uid = 0\nworkdirs = [\"/x\"]\n", 1, "may not run as root"},
+		{"no workdirs", "user = \"a\"\n", 0, "workdirs"},
+		{"relative workdir", "user = \"a\"\nworkdirs = [\"srv\"]\n", 2, "absolute"},
+		{"bad glob", "user = \"a\"\nworkdirs = [\"/x\"]\n[files]\ndeny_read = [\"/a/[x\"]\n", 4, "bad glob"},
+		{"bad window", "user = \"a\"\nworkdirs = [\"/x\"]\n[schedule]\nwindows = [\"Mon-Fry 07:00-19:00\"]\n", 4, "unknown day"},
+		{"bad tz", "user = \"a\"\nworkdirs = [\"/x\"]\n[schedule]\nwindows = [\"daily 07:00-19:00\"]\ntimezone = \"Mars/Olympus\"\n", 5, "timezone"},
+		{"bad network", "user = \"a\"\nworkdirs = [\"/x\"]\n[network]\nmode = \"bridge\"\n", 4, "want none or host"},
+		{"bad env", "user = \"a\"\nworkdirs = [\"/x\"]\n[env]\npass = [\"A-B\"]\n", 4, "not an environment variable"},
+		{"syntax", "user = \"a\nworkdirs = [\"/x\"]\n", 1, "TOML syntax"},
+		{"nul", "user = \"a\"\x00\n", 0, "NUL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseProfile("/agents/x.toml", []byte(tt.doc), nil)
+			var es Errors
+			if !errors.As(err, &es) || len(es) == 0 {
+				t.Fatalf("err = %v, want Errors", err)
+			}
+			found := false
+			for _, e := range es {
+				if strings.Contains(e.Msg, tt.want) && (tt.line == 0 || e.Loc.Line == tt.line) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("errors = %q, want %q at line %d", err, tt.want, tt.line)
+			}
+			if !strings.Contains(err.Error(), "/agents/x.toml") {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+func TestAllErrorsReported(t *testing.T) {
+	doc := "user = \"a\"\nworkdirs = [\"/x\"]\nsecurity = \"open\"\nask = \"maybe\"\n[limits]\ntimeout = \"x\"\n"
+	_, err := ParseProfile("/a/x.toml", []byte(doc), nil)
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 3 {
+		t.Fatalf("want 3 errors in one pass, got %v", err)
+	}
+}
+
+func TestDefaultsInherited(t *testing.T) {
+	cfg, err := ParseConfig("/etc/execgate/execgate.toml", []byte(`
+agents_dir = "/etc/execgate/agents"
+[defaults]
+security = "full"
+[[defaults.rule]]
+match = "sudo **"
+action = "deny"
+[defaults.files]
+deny_read = ["~/.ssh"]
+[defaults.limits]
+timeout = "5m"
+memory = "1GiB"
+[defaults.network]
+mode = "host"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ParseProfile("/etc/execgate/agents/a.toml", []byte("user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\nmemory = \"3GiB\"\n[files]\ndeny_read = [\"**/.env\"]\n[[rule]]\nmatch = \"ls\"\naction = \"allow\"\n"), cfg.Defaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Security != SecurityFull || p.Network != "host" || p.Limits.Timeout != 5*time.Minute {
+		t.Errorf("inherited scalars: %q %q %v", p.Security, p.Network, p.Limits.Timeout)
+	}
+	if p.Limits.Memory != 3<<30 {
+		t.Errorf("profile value must override the default: memory = %d", p.Limits.Memory)
+	}
+	if strings.Join(p.DenyRead.Patterns, ",") != "~/.ssh,**/.env" {
+		t.Errorf("deny_read must add up: %q", p.DenyRead.Patterns)
+	}
+	if len(p.Rules) != 2 || p.Rules[0].Match != "sudo **" || p.Rules[0].Loc.String() != "execgate.toml:6" {
+		t.Errorf("defaults' rules come first with their own location: %+v", p.Rules)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for doc, want := range map[string]string{
+		"audit = \"syslog\"\n":                               "want journal, auto or file:",
+		"run_dir = \"run\"\n":                                "absolute",
+		"[defaults]\nuser = \"x\"\n":                         "cannot name an account",
+		"[defaults]\nsecurity = \"lax\"\n":                   "want deny, allowlist or full",
+		"[defaults.limits]\npids = -1\n":                     "whole number",
+		"approval_command = [\"notify\"]\n":                  "absolute path",
+		"bogus = 1\n":                                        "unknown key bogus",
+		"[[defaults.rule]]\nmatch = \"x\"\naction = \"y\"\n": "want allow, ask or deny",
+	} {
+		_, err := ParseConfig("/etc/execgate/execgate.toml", []byte(doc))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "execgate.toml:") {
+			t.Errorf("ParseConfig(%q) = %v, want %q at a line of execgate.toml", doc, err, want)
+		}
+	}
+	c := DefaultConfig()
+	if c.AgentSocket != "/run/execgate/agent.sock" || c.ApprovalTimeout != 5*time.Minute {
+		t.Errorf("DefaultConfig = %+v", c)
+	}
+}
+
+func TestSizes(t *testing.T) {
+	for in, want := range map[any]int64{"2GiB": 2 << 30, "16MiB": 16 << 20, "512M": 512 << 20, "1GB": 1e9, "1.5GiB": 3 << 29, int64(4096): 4096, "100": 100} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%v) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []any{"", "GiB", "-1GiB", "1 parsec", 1.5, int64(0)} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%v): want error", in)
+		}
+	}
+}
+
+// A profile that its own agent can write must be refused: otherwise the
+// agent could rewrite its own policy.
+func TestWritableProfileRefused(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Fatal("this test needs root to chown files (make test runs as root)")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	name := filepath.Join(dir, "nobodyagent.toml")
+	if err := os.WriteFile(name, []byte("user = \"nobody\"\nworkdirs = [\"/tmp\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadFile(name, nil); err != nil {
+		t.Fatalf("root-owned 0644 profile: %v", err)
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func()
+		want  string
+	}{
+		{"owned by agent", func() { os.Chown(name, 65534, 0) }, "owned by the agent"},
+		{"world-writable", func() { os.Chown(name, 0, 0); os.Chmod(name, 0o666) }, "world-writable"},
+		{"group-writable by agent's group", func() { os.Chmod(name, 0o664); os.Chown(name, 0, 65534) }, "group-writable"},
+		{"directory writable", func() { os.Chown(name, 0, 0); os.Chmod(name, 0o644); os.Chmod(dir, 0o777) }, "directory"},
+	} {
+		tc.setup()
+		_, err := LoadFile(name, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	os.Chmod(dir, 0o777|os.ModeSticky) // sticky: the agent cannot replace root's file
+	if _, err := LoadFile(name, nil); err != nil {
+		t.Errorf("sticky world-writable dir: %v", err)
+	}
+}
+
+func TestUnknownAccount(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "ghost.toml")
+	os.WriteFile(name, []byte("user = \"no-such-user-xyz\"\nworkdirs = [\"/tmp\"]\n[files]\ndeny_read = [\"~/.ssh\"]\n"), 0o644)
+	p, err := LoadFile(name, nil)
+	if !errors.Is(err, ErrUnknownAccount) || p == nil {
+		t.Fatalf("LoadFile = %v, %v; want profile and ErrUnknownAccount", p, err)
+	}
+	if p.DenyRead.Set == nil {
+		t.Error("patterns must still be compiled for checks")
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Loc.Line != 1 {
+		t.Errorf("error must point at the user line: %v", err)
+	}
+}
+
+func TestLoadDirKeepsGoodProfiles(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "good.toml"), []byte("uid = 4242\nworkdirs = [\"/tmp\"]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "bad.toml"), []byte("uid = 4243\nworkdirs = \"/tmp\"\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "README.md"), []byte("not a profile"), 0o644)
+	ps, errs := LoadDir(dir, nil)
+	if ps["good"] == nil || ps["bad"] != nil || len(errs) != 1 || !strings.Contains(errs[0].Error(), "bad.toml:2") {
+		t.Errorf("LoadDir = %v, %v", ps, errs)
+	}
+	if ps["good"].UID != 4242 {
+		t.Errorf("uid = %d", ps["good"].UID)
+	}
+}
+
+func TestExamplesLoad(t *testing.T) {
+	cfg, err := LoadConfig("../examples/execgate.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"flow", "reviewer", "builder"} {
+		p, err := LoadFile("../examples/"+n+".toml", cfg.Defaults)
+		if p == nil || err != nil && !errors.Is(err, ErrUnknownAccount) {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+}

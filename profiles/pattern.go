@@ -1,0 +1,452 @@
+package profiles
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/execgate/execgate/pathglob"
+)
+
+// Tri is a three-valued match result.
+type Tri uint8
+
+const (
+	No    Tri = iota
+	Maybe     // depends on words only known at run time
+	Yes
+)
+
+func (t Tri) String() string { return [...]string{"no", "maybe", "yes"}[t] }
+
+// Word is one argument of an invocation as the matcher sees it.
+type Word struct {
+	Text string
+	// Dynamic: exactly one word whose value is unknown ("$X" quoted).
+	Dynamic bool
+	// Multi: zero or more words whose values are unknown ($X unquoted,
+	// $(cmd), the arguments xargs appends, "$@").
+	Multi bool
+}
+
+// Argv is a normalised invocation.
+type Argv struct {
+	// Path is the program's resolved real path, "" when it could not be
+	// resolved (not found, or not knowable before running).
+	Path string
+	// Name is the program word as written; "" when it is dynamic.
+	Name string
+	// Alias is a trusted name the program was found under (a package's
+	// /usr/bin/npm link to npm-cli.js); allow rules may match it.
+	Alias string
+	Args  []Word // argv[1:]
+}
+
+// Pattern is a compiled rule pattern.
+type Pattern struct {
+	anyCommand bool // the pattern is "**"
+	prog       wordMatcher
+	words      []wordMatcher
+}
+
+type wordKind uint8
+
+const (
+	wLit wordKind = iota
+	wGlob
+	wOne  // *
+	wRest // **
+)
+
+type wordMatcher struct {
+	kind wordKind
+	alts []string // literal or glob alternatives ({a,b})
+	abs  bool     // program word containing '/': matched against paths
+}
+
+// maxPatternWords bounds a pattern; argv length is bounded by the caller.
+const maxPatternWords = 64
+
+// CompilePattern parses a rule's match string.
+func CompilePattern(src string) (*Pattern, error) {
+	if strings.TrimSpace(src) == "" {
+		return nil, fmt.Errorf("empty match pattern")
+	}
+	words, err := splitPattern(src)
+	if err != nil {
+		return nil, fmt.Errorf("match %q: %w", src, err)
+	}
+	if len(words) > maxPatternWords {
+		return nil, fmt.Errorf("match %q: more than %d words", src, maxPatternWords)
+	}
+	p := &Pattern{}
+	for i, w := range words {
+		m, err := compileWord(w)
+		if err != nil {
+			return nil, fmt.Errorf("match %q: word %d: %w", src, i+1, err)
+		}
+		if i == 0 {
+			switch m.kind {
+			case wRest:
+				if len(words) > 1 {
+					return nil, fmt.Errorf("match %q: ** as the program matches every command and must stand alone", src)
+				}
+				p.anyCommand = true
+				return p, nil
+			case wLit, wGlob:
+				for _, a := range m.alts {
+					if strings.Contains(a, "/") {
+						m.abs = true
+						if !strings.HasPrefix(a, "/") {
+							return nil, fmt.Errorf("match %q: a program path must be absolute", src)
+						}
+					}
+				}
+			}
+			p.prog = m
+			continue
+		}
+		// Collapse runs of ** (they mean the same and cost time).
+		if m.kind == wRest && len(p.words) > 0 && p.words[len(p.words)-1].kind == wRest {
+			continue
+		}
+		p.words = append(p.words, m)
+	}
+	return p, nil
+}
+
+func compileWord(w string) (wordMatcher, error) {
+	switch w {
+	case "**":
+		return wordMatcher{kind: wRest}, nil
+	case "*":
+		return wordMatcher{kind: wOne}, nil
+	}
+	alts, err := pathglob.ExpandBraces(w)
+	if err != nil {
+		return wordMatcher{}, err
+	}
+	m := wordMatcher{kind: wLit}
+	for _, a := range alts {
+		if strings.Contains(a, "**") && a != "**" {
+			// "**" inside a word is just "*" twice; say so rather than guess.
+			return wordMatcher{}, fmt.Errorf("%q: ** must be a whole word", w)
+		}
+		if pathglob.HasMeta(a) {
+			if err := checkGlob(a); err != nil {
+				return wordMatcher{}, fmt.Errorf("%q: %w", w, err)
+			}
+			m.kind = wGlob
+		}
+	}
+	if m.kind == wLit {
+		for i, a := range alts {
+			alts[i] = pathglob.Unescape(a)
+		}
+	}
+	m.alts = alts
+	return m, nil
+}
+
+// splitPattern splits like the shell: blanks separate words, quotes group,
+// and quoted glob characters are escaped so they match literally.
+func splitPattern(s string) ([]string, error) {
+	var words []string
+	var b strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, b.String())
+				b.Reset()
+				inWord = false
+			}
+		case c == '\\':
+			if i+1 >= len(s) {
+				return nil, fmt.Errorf("trailing backslash")
+			}
+			i++
+			b.WriteByte('\\')
+			b.WriteByte(s[i])
+			inWord = true
+		case c == '\'' || c == '"':
+			end := strings.IndexByte(s[i+1:], c)
+			if end < 0 {
+				return nil, fmt.Errorf("unterminated %c quote", c)
+			}
+			for _, q := range []byte(s[i+1 : i+1+end]) {
+				if strings.IndexByte(`*?[]{}\,`, q) >= 0 {
+					b.WriteByte('\\')
+				}
+				b.WriteByte(q)
+			}
+			i += end + 1
+			inWord = true
+		case c == 0:
+			return nil, fmt.Errorf("NUL byte in pattern")
+		default:
+			b.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, b.String())
+	}
+	return words, nil
+}
+
+func checkGlob(g string) error {
+	for i := 0; i < len(g); i++ {
+		switch g[i] {
+		case '\\':
+			i++
+		case '[':
+			j := classEnd(g, i)
+			if j < 0 {
+				return fmt.Errorf("unterminated [ in glob")
+			}
+			i = j
+		}
+	}
+	return nil
+}
+
+// classEnd returns the index of the ']' closing the class opened at g[i].
+func classEnd(g string, i int) int {
+	j := i + 1
+	if j < len(g) && (g[j] == '!' || g[j] == '^') {
+		j++
+	}
+	if j < len(g) && g[j] == ']' {
+		j++
+	}
+	for ; j < len(g); j++ {
+		if g[j] == '\\' {
+			j++
+			continue
+		}
+		if g[j] == ']' {
+			return j
+		}
+	}
+	return -1
+}
+
+// globMatch matches an argument: unlike path.Match, '*' also matches '/',
+// since arguments are not paths.
+func globMatch(g, s string) bool {
+	for len(g) > 0 {
+		switch g[0] {
+		case '*':
+			for len(g) > 0 && g[0] == '*' {
+				g = g[1:]
+			}
+			if len(g) == 0 {
+				return true
+			}
+			for i := 0; i <= len(s); i++ {
+				if globMatch(g, s[i:]) {
+					return true
+				}
+			}
+			return false
+		case '?':
+			if len(s) == 0 {
+				return false
+			}
+			g, s = g[1:], s[1:]
+		case '[':
+			end := classEnd(g, 0)
+			if len(s) == 0 || end < 0 || !classMatch(g[1:end], s[0]) {
+				return false
+			}
+			g, s = g[end+1:], s[1:]
+		case '\\':
+			if len(g) < 2 || len(s) == 0 || g[1] != s[0] {
+				return false
+			}
+			g, s = g[2:], s[1:]
+		default:
+			if len(s) == 0 || g[0] != s[0] {
+				return false
+			}
+			g, s = g[1:], s[1:]
+		}
+	}
+	return len(s) == 0
+}
+
+func classMatch(class string, c byte) bool {
+	neg := false
+	if len(class) > 0 && (class[0] == '!' || class[0] == '^') {
+		neg, class = true, class[1:]
+	}
+	in := false
+	for i := 0; i < len(class); i++ {
+		lo := class[i]
+		if lo == '\\' && i+1 < len(class) {
+			i++
+			lo = class[i]
+		}
+		hi := lo
+		if i+2 < len(class) && class[i+1] == '-' {
+			hi = class[i+2]
+			i += 2
+		}
+		if lo <= c && c <= hi {
+			in = true
+		}
+	}
+	return in != neg
+}
+
+func (m *wordMatcher) matchText(s string) bool {
+	switch m.kind {
+	case wOne, wRest:
+		return true
+	case wLit:
+		for _, a := range m.alts {
+			if a == s {
+				return true
+			}
+		}
+		return false
+	}
+	for _, a := range m.alts {
+		if globMatch(a, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchProg matches the program word. Allow rules see only the resolved real
+// path, so a symlink named like an allowed tool cannot borrow its rule; deny
+// and ask rules also see the name as written, so renaming never escapes one.
+func (m *wordMatcher) matchProg(a Argv, act Action) Tri {
+	if m.kind == wOne {
+		return Yes
+	}
+	if a.Path == "" && a.Name == "" {
+		return Maybe // dynamic program
+	}
+	var names []string
+	if m.abs {
+		if a.Path != "" {
+			names = append(names, a.Path)
+		}
+		if act != Allow && path.IsAbs(a.Name) {
+			names = append(names, path.Clean(a.Name))
+		}
+	} else {
+		if a.Path != "" {
+			names = append(names, path.Base(a.Path))
+		}
+		if a.Alias != "" {
+			names = append(names, a.Alias)
+		}
+		if a.Name != "" && (act != Allow || a.Path == "" && !strings.Contains(a.Name, "/")) {
+			names = append(names, path.Base(a.Name))
+		}
+	}
+	for _, n := range names {
+		if m.matchText(n) {
+			return Yes
+		}
+	}
+	if a.Path == "" && strings.Contains(a.Name, "/") && act == Allow {
+		// A path that does not exist yet (created by the script itself)
+		// cannot be allowed before the kernel resolves it.
+		return Maybe
+	}
+	return No
+}
+
+// Match reports whether the pattern covers the whole argv. act is the rule's
+// action; it selects which program names count (see matchProg).
+func (p *Pattern) Match(a Argv, act Action) Tri {
+	if p.anyCommand {
+		return Yes
+	}
+	r := p.prog.matchProg(a, act)
+	if r == No {
+		return No
+	}
+	return min(r, p.matchArgs(a.Args))
+}
+
+// matchArgs is a dynamic programme over (pattern word, argument) so that
+// hostile argv cannot make "** x ** y" patterns take exponential time:
+// cost is O(len(pattern) * len(args)).
+func (p *Pattern) matchArgs(args []Word) Tri {
+	P, N := len(p.words), len(args)
+	if P == 0 {
+		for _, w := range args {
+			if !w.Multi {
+				return No
+			}
+		}
+		if N == 0 {
+			return Yes
+		}
+		return Maybe
+	}
+	// dp[i*(N+1)+j] = match of words[i:] against args[j:].
+	// best[i*(N+1)+j] = max over k >= j of dp[i][k] (for **).
+	// anyRow[i*(N+1)+j] = max over k >= i of dp[k][j] (for unknown runs).
+	W := N + 1
+	var stack [3 * 8 * 8]Tri
+	var buf []Tri
+	if n := 3 * (P + 1) * W; n <= len(stack) {
+		buf = stack[:n]
+	} else {
+		buf = make([]Tri, n)
+	}
+	dp, best, anyRow := buf[:(P+1)*W], buf[(P+1)*W:2*(P+1)*W], buf[2*(P+1)*W:]
+	// fill records dp[i][j] and the running maxima that depend on it.
+	fill := func(i, j int, r Tri) {
+		dp[i*W+j] = r
+		b, a := r, r
+		if j < N {
+			b = max(b, best[i*W+j+1])
+		}
+		if i < P {
+			a = max(a, anyRow[(i+1)*W+j])
+		}
+		best[i*W+j], anyRow[i*W+j] = b, a
+	}
+	for j := N; j >= 0; j-- {
+		// Row P: no pattern words left.
+		switch {
+		case j == N:
+			fill(P, j, Yes)
+		case args[j].Multi && dp[P*W+j+1] != No:
+			fill(P, j, Maybe)
+		default:
+			fill(P, j, No)
+		}
+		for i := P - 1; i >= 0; i-- {
+			m := &p.words[i]
+			var r Tri
+			switch {
+			case m.kind == wRest:
+				r = best[(i+1)*W+j]
+			case j == N:
+				r = No
+			case args[j].Multi:
+				// Unknown words may stand for any run of pattern words.
+				if anyRow[i*W+j+1] != No {
+					r = Maybe
+				}
+			case args[j].Dynamic:
+				r = min(Maybe, dp[(i+1)*W+j+1])
+			case m.matchText(args[j].Text):
+				r = dp[(i+1)*W+j+1]
+			}
+			fill(i, j, r)
+		}
+	}
+	return dp[0]
+}

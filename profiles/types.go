@@ -1,0 +1,126 @@
+package profiles
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/execgate/execgate/pathglob"
+)
+
+// Action is what a rule does when it matches.
+type Action string
+
+const (
+	Allow Action = "allow"
+	Ask   Action = "ask"
+	Deny  Action = "deny"
+)
+
+// Security is a profile's mode.
+type Security string
+
+const (
+	SecurityDeny      Security = "deny"      // nothing runs
+	SecurityAllowlist Security = "allowlist" // only what an allow rule matches
+	SecurityFull      Security = "full"      // everything but what a deny rule matches
+)
+
+// AskMode says when a request waits for a human.
+type AskMode string
+
+const (
+	AskOff    AskMode = "off"
+	AskOnMiss AskMode = "on-miss" // allowlist misses ask instead of failing
+	AskAlways AskMode = "always"  // every request asks
+)
+
+// Loc is a place in a profile or config file.
+type Loc struct {
+	File string
+	Line int
+}
+
+// String gives the short "flow.toml:14" form used in journal records.
+func (l Loc) String() string {
+	if l.File == "" {
+		return ""
+	}
+	if l.Line <= 0 {
+		return filepath.Base(l.File)
+	}
+	return fmt.Sprintf("%s:%d", filepath.Base(l.File), l.Line)
+}
+
+// Rule is one [[rule]] table.
+type Rule struct {
+	Match   string
+	Action  Action
+	Reason  string
+	Loc     Loc
+	Pattern *Pattern
+}
+
+// PathList is a [files] list compiled for one agent's home.
+type PathList struct {
+	Patterns []string
+	Locs     []Loc // where each pattern was written (profile or defaults)
+	Set      *pathglob.Set
+}
+
+// LocOf returns where pattern was written.
+func (l *PathList) LocOf(pattern string) Loc {
+	for i, p := range l.Patterns {
+		if p == pattern {
+			return l.Locs[i]
+		}
+	}
+	return Loc{}
+}
+
+// Limits are the per-run and per-agent resource caps. A zero value means
+// "no limit".
+type Limits struct {
+	Timeout    time.Duration
+	Memory     int64 // bytes
+	Pids       int64
+	CPU        float64 // cores
+	Output     int64   // bytes per stream
+	Concurrent int
+	PerMinute  int
+	PerDay     int
+}
+
+// Profile is one agent's loaded, validated profile with defaults applied.
+type Profile struct {
+	Name   string // the file's base name without .toml
+	File   string
+	SHA256 string // of the profile file's bytes
+
+	User string // account name, "" when given by uid
+	UID  int64  // -1 until known
+	Home string // the account's home, "" when unknown
+
+	Security Security
+	Ask      AskMode
+	Workdirs []string
+	Shell    string // runs the script: /bin/bash unless the profile says
+
+	Rules    []Rule // defaults' rules first, then the profile's
+	DenyRead PathList
+	ReadOnly PathList
+
+	Limits   Limits
+	EnvPass  []string
+	Network  string // "none" or "host"
+	Schedule *Schedule
+	Audit    AuditOptions
+
+	// SecurityLoc and AskLoc say where the mode was set, for reasons.
+	SecurityLoc, AskLoc Loc
+}
+
+// AuditOptions is the profile's [audit] table.
+type AuditOptions struct {
+	Script string // "full" or "sha256"
+}
