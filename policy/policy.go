@@ -177,7 +177,7 @@ func decideOne(p *profiles.Profile, inv *shellparse.Invocation, runtime bool) Ve
 // toArgv converts a parsed invocation for matching.
 func toArgv(inv *shellparse.Invocation) profiles.Argv {
 	args := inv.MatchArgs()
-	a := profiles.Argv{Path: inv.Prog, Alias: inv.Alias}
+	a := profiles.Argv{Path: inv.Prog, Alias: inv.Alias, Unresolvable: inv.Unresolvable}
 	if w := args[0]; w.Known() {
 		a.Name = w.Text
 	}
@@ -262,7 +262,7 @@ func decideArgv(p *profiles.Profile, a profiles.Argv, role shellparse.Role, runt
 // unknownWords names the words of a that are not knowable, for reasons.
 func unknownWords(a profiles.Argv) string {
 	var ws []string
-	if a.Name == "" && a.Path == "" {
+	if a.Name == "" && a.Path == "" || a.Unresolvable {
 		ws = append(ws, "the program")
 	}
 	for _, w := range a.Args {
@@ -331,13 +331,18 @@ func writesReadOnly(p *profiles.Profile, inv *shellparse.Invocation) (string, st
 	return "", "", false
 }
 
-// candidates are the paths a word may name: itself, and the value of
-// --opt=VALUE or if=VALUE forms.
+// candidates are the paths a word may name: itself, the value of
+// --opt=VALUE or if=VALUE forms, and the path of REV:PATH (git show
+// HEAD:.env reads the file from history, where no mount mask reaches).
 func candidates(t string) []string {
+	out := []string{t}
 	if _, v, ok := strings.Cut(t, "="); ok && v != "" {
-		return []string{t, v}
+		out = append(out, v)
 	}
-	return []string{t}
+	if i := strings.LastIndexByte(t, ':'); i >= 0 && i+1 < len(t) {
+		out = append(out, t[i+1:])
+	}
+	return out
 }
 
 // absPath joins a word with the working directory. With an unknown

@@ -173,7 +173,8 @@ action = "ask"
 // are denied where a deny rule could match; with it, they are left to it.
 func TestUnknowable(t *testing.T) {
 	flow := load(t, "flow")
-	for _, s := range []string{"$G checkout x", "git $SUB x", `sh -c "$S"`, "eval $CMD", "git co -b x"} {
+	for _, s := range []string{"$G checkout x", "git $SUB x", `sh -c "$S"`, "eval $CMD", "git co -b x",
+		"PATH=/tmp/evil:$PATH; git status", "hash -p /usr/bin/git g; g checkout x", "export PATH=.; ls"} {
 		r := Decide(flow, s, Options{Dir: "/srv/fibreflow", LookPath: look})
 		if r.Decision == profiles.Allow {
 			t.Errorf("static only: %q allowed", s)
@@ -196,7 +197,7 @@ func TestFileRules(t *testing.T) {
 	for _, s := range []string{
 		"cat /srv/fibreflow/.env", "cat ../fibreflow/.env", "dd if=.env of=/tmp/x", "tar cf - .env.local",
 		"base64 config/.env.production", "while read l; do echo $l; done < .env", "cat < id_rsa", "less ~/.aws/credentials",
-		"cp .env /tmp/x", "ln -s .env y", "grep -r TOKEN --include=.env .",
+		"cp .env /tmp/x", "ln -s .env y", "grep -r TOKEN --include=.env .", "git show HEAD:.env", "git show main:config/.env.production",
 		"echo x > /srv/fibreflow/.git/HEAD", // read_only
 	} {
 		if r := decide(t, flow, s); r.Decision != profiles.Deny {

@@ -39,7 +39,11 @@ type Argv struct {
 	// Alias is a trusted name the program was found under (a package's
 	// /usr/bin/npm link to npm-cli.js); allow rules may match it.
 	Alias string
-	Args  []Word // argv[1:]
+	// Unresolvable: Name is known but the file it runs is not (the script
+	// changed PATH). Any program could run, so no rule can say No for sure
+	// and no allow rule can say Yes.
+	Unresolvable bool
+	Args         []Word // argv[1:]
 }
 
 // Pattern is a compiled rule pattern.
@@ -331,6 +335,12 @@ func (m *wordMatcher) matchProg(a Argv, act Action) Tri {
 	}
 	if a.Path == "" && a.Name == "" {
 		return Maybe // dynamic program
+	}
+	if a.Unresolvable {
+		if act != Allow && !m.abs && m.matchText(path.Base(a.Name)) {
+			return Yes
+		}
+		return Maybe
 	}
 	var names []string
 	if m.abs {

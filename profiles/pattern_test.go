@@ -71,8 +71,11 @@ func TestPatternMatch(t *testing.T) {
 		{"git **", Argv{Path: "/usr/bin/git", Name: "./g"}, Deny, Yes},
 		{"rm **", Argv{Path: "/usr/bin/git", Name: "rm"}, Deny, Yes},
 		{"npm test", Argv{Path: "/usr/lib/node_modules/npm/bin/npm-cli.js", Name: "npm", Alias: "npm", Args: lits("test")}, Allow, Yes},
-		{"git **", Argv{Name: "./git"}, Allow, Maybe}, // a path the script creates
-		{"git **", Argv{Name: "git"}, Allow, Yes},     // not installed: the name is all there is
+		{"git **", Argv{Name: "./git"}, Allow, Maybe},                   // a path the script creates
+		{"git **", Argv{Name: "git"}, Allow, Yes},                       // not installed: the name is all there is
+		{"git **", Argv{Name: "git", Unresolvable: true}, Allow, Maybe}, // PATH changed: could be anything
+		{"git **", Argv{Name: "git", Unresolvable: true}, Deny, Yes},
+		{"rm **", Argv{Name: "git", Unresolvable: true}, Deny, Maybe},
 	}
 	for _, tt := range tests {
 		p, err := CompilePattern(tt.pat)

@@ -72,8 +72,8 @@ func (f *frame) call(words []Word, redirs []Redirect, pos Pos, via []string, std
 		inv.Role = Builtin
 		name = w0.Text
 	default:
-		prog := f.resolve(w0.Text)
-		inv.Prog, inv.Alias = prog.Path, prog.Alias
+		prog, ok := f.resolve(w0.Text)
+		inv.Prog, inv.Alias, inv.Unresolvable = prog.Path, prog.Alias, !ok
 		name = ToolName(w0.Text, prog)
 	}
 	if name == "" {
@@ -145,6 +145,13 @@ func (f *frame) builtinEffects(name string, words []Word) error {
 			}
 			if k, v, ok := strings.Cut(w.Text, "="); ok {
 				f.p.aliases[k] = v
+			}
+		}
+	case "hash":
+		// hash -p PATH NAME makes NAME run any program.
+		for _, w := range words[1:] {
+			if !w.Known() || strings.HasPrefix(w.Text, "-") && strings.Contains(w.Text, "p") {
+				f.p.pathTainted = true
 			}
 		}
 	case "read", "mapfile", "readarray", "getopts", "printf":

@@ -65,7 +65,7 @@ type parser struct {
 	opts        Options
 	out         []Invocation
 	aliases     map[string]string
-	pathTainted bool   // PATH was assigned: bare names resolve unknowably
+	pathTainted bool   // PATH or the hash table changed: bare names resolve unknowably
 	cwd         string // "" once a cd makes it unknowable
 }
 
@@ -293,15 +293,18 @@ func (f *frame) unknownScript(pos Pos, via []string) error {
 	return f.emit(Invocation{Args: []Word{{Text: "<script not knowable before it runs>", Multi: true}}, Pos: pos, Via: via, Dir: f.p.cwd})
 }
 
-func (f *frame) resolve(name string) Program {
+// resolve finds the program a command word names. ok is false when that is
+// not knowable before running: PATH or hash was changed, or a relative path
+// follows a cd.
+func (f *frame) resolve(name string) (p Program, ok bool) {
 	if strings.Contains(name, "/") {
 		if !filepath.IsAbs(name) && f.p.cwd == "" {
-			return Program{}
+			return Program{}, false
 		}
 	} else if f.p.pathTainted {
-		return Program{}
+		return Program{}, false
 	}
-	return f.p.opts.LookPath(name, f.p.cwd, f.p.opts.Path)
+	return f.p.opts.LookPath(name, f.p.cwd, f.p.opts.Path), true
 }
 
 func withVia(via []string, label string) []string {

@@ -70,9 +70,12 @@ type Invocation struct {
 	// function, was not found, or is not knowable before running.
 	Prog string
 	// Alias is the trusted name the program was found under (see Program).
-	Alias     string
-	Role      Role
-	Redirects []Redirect
+	Alias string
+	// Unresolvable: the program word is known but which file it runs is
+	// not (the script changed PATH, or cd'd before a relative path).
+	Unresolvable bool
+	Role         Role
+	Redirects    []Redirect
 	// Pos is where the invocation starts in the top-level script. Commands
 	// found in nested scripts carry the position of the outer command.
 	Pos Pos
