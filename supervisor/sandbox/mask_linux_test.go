@@ -1,0 +1,73 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"testing"
+
+	"github.com/execgate/execgate/pathglob"
+)
+
+func TestPlanMasks(t *testing.T) {
+	// Not t.TempDir: paths under /tmp are never masked (each run has its
+	// own /tmp).
+	root, other := varTmp(t), varTmp(t)
+	mk := func(p string) {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte("x"), 0o644)
+	}
+	mk(filepath.Join(root, ".env"))
+	mk(filepath.Join(root, "a", "b", ".env.prod"))
+	mk(filepath.Join(root, "node_modules", "pkg", ".env")) // skipped name
+	mk(filepath.Join(root, "secrets", ".env"))             // under a masked dir
+	mk(filepath.Join(other, ".env"))                       // reached by symlink only
+	mk(filepath.Join(other, "dir", ".env"))                // under a symlinked dir: not followed
+	os.Symlink(filepath.Join(other, ".env"), filepath.Join(root, "link"))
+	os.Symlink(filepath.Join(other, "dir"), filepath.Join(root, "dirlink"))
+	os.Symlink(filepath.Join(root, "loop"), filepath.Join(root, "loop")) // a loop
+	os.Symlink("/nonexistent/.env", filepath.Join(root, "dangling"))
+	os.MkdirAll(filepath.Join(root, "deep", "1", "2", "3", "4"), 0o755)
+	mk(filepath.Join(root, "deep", "1", "2", "3", "4", ".env"))
+
+	set, err := pathglob.NewSet([]string{"**/.env", "**/.env.*", "~/secrets"}, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := defaultConfig()
+	c.walkDepth = 3
+	p := planMasks(set, []string{root, root}, &c)
+	wantFiles := []string{
+		filepath.Join(other, ".env"), filepath.Join(root, ".env"), filepath.Join(root, "a", "b", ".env.prod"),
+	}
+	wantDirs := []string{filepath.Join(root, "secrets")}
+	sort.Strings(wantFiles)
+	if !reflect.DeepEqual(p.files, wantFiles) || !reflect.DeepEqual(p.dirs, wantDirs) {
+		t.Errorf("files %v\nwant  %v\ndirs %v\nwant %v", p.files, wantFiles, p.dirs, wantDirs)
+	}
+	if !p.cut {
+		t.Error("depth 3 should cut the deep tree")
+	}
+	c.walkDepth = 16
+	if p := planMasks(set, []string{root}, &c); p.cut || len(p.files) != 4 {
+		t.Errorf("depth 16: cut %v files %v", p.cut, p.files)
+	}
+	if p := planMasks(nil, []string{root}, &c); len(p.all()) != 0 {
+		t.Errorf("nil set masked %v", p.all())
+	}
+	// Anchored patterns only: the walk roots are not searched.
+	anchored, _ := pathglob.NewSet([]string{"~/secrets"}, root)
+	if p := planMasks(anchored, []string{root}, &c); !reflect.DeepEqual(p.all(), wantDirs) {
+		t.Errorf("anchored only: %v", p.all())
+	}
+}
+
+func varTmp(t *testing.T) string {
+	d, err := os.MkdirTemp("/var/tmp", "execgate-mask-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}

@@ -1,0 +1,53 @@
+package sandbox
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestWireRoundTrip(t *testing.T) {
+	in := initConfig{
+		Shell: "/bin/sh", Argv: []string{"/bin/sh", "-c", "echo 'a\x00b'", ""}, Env: []string{"A=1"},
+		Dir: "/w", UID: 4242, GID: 4243, ReadOnly: []string{"/r"}, MaskFiles: []string{"/f1", "/f2"},
+		NetNSFD: 5, NotifyFD: -1, Seccomp: []byte{1, 2, 3, 0, 255},
+	}
+	b := in.marshal()
+	var out initConfig
+	if err := out.unmarshal(b); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Errorf("round trip:\n%+v\n%+v", in, out)
+	}
+	for i := 0; i < len(b); i++ {
+		var c initConfig
+		if err := c.unmarshal(b[:i]); err == nil {
+			t.Fatalf("truncated at %d: no error", i)
+		}
+	}
+	if err := out.unmarshal(append(b, 0)); err == nil {
+		t.Error("trailing byte: no error")
+	}
+}
+
+func TestStatusLines(t *testing.T) {
+	for _, c := range []struct {
+		raw  string
+		want initStatus
+	}{
+		{"", initStatus{}},
+		{"done 3 0\n", initStatus{Exit: 3, Done: true}},
+		{"done 137 9\n", initStatus{Exit: 137, Signal: 9, Done: true}},
+		{"error mounts: mask /x: permission denied\n", initStatus{Error: "mounts: mask /x: permission denied"}},
+		{"done 1 0", initStatus{Exit: 1, Done: true}},
+		{"done x y\n", initStatus{}},
+	} {
+		if got := parseStatus([]byte(c.raw)); got != c.want {
+			t.Errorf("%q: %+v, want %+v", c.raw, got, c.want)
+		}
+	}
+	s := initStatus{Error: "a\nb"}
+	if got := parseStatus(s.line()); got.Error != "a b" {
+		t.Errorf("multi-line error: %+v", got)
+	}
+}
