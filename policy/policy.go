@@ -54,6 +54,11 @@ type Verdict struct {
 	Rule     profiles.Loc // the rule or [files] key that decided; File only for mode defaults
 	Match    string       // the rule's pattern or the path pattern
 	Reason   string
+	// By is the rule that decided, if a rule did.
+	By *profiles.Rule
+	// Miss: no rule matched and the mode decided (allowlist's deny or
+	// ask on a miss).
+	Miss bool
 }
 
 // Invocation renders the verdict's command for messages.
@@ -209,7 +214,7 @@ func decideArgv(p *profiles.Profile, a profiles.Argv, role shellparse.Role, runt
 		}
 	}
 	set := func(d Decision, r *profiles.Rule, reason string) Verdict {
-		v.Decision, v.Rule, v.Match, v.Reason = d, r.Loc, r.Match, reason
+		v.Decision, v.Rule, v.Match, v.Reason, v.By = d, r.Loc, r.Match, reason, r
 		if reason == "" {
 			v.Reason = r.Reason
 		}
@@ -252,9 +257,9 @@ func decideArgv(p *profiles.Profile, a profiles.Argv, role shellparse.Role, runt
 	case role == shellparse.Wrapper:
 		v.Decision, v.Rule, v.Reason = profiles.Allow, p.SecurityLoc, "a wrapper: the command it runs is checked on its own"
 	case p.Ask == profiles.AskOnMiss:
-		v.Decision, v.Rule, v.Reason = profiles.Ask, p.AskLoc, "no allow rule matches (ask = \"on-miss\")"
+		v.Decision, v.Rule, v.Reason, v.Miss = profiles.Ask, p.AskLoc, "no allow rule matches (ask = \"on-miss\")", true
 	default:
-		v.Decision, v.Rule, v.Reason = profiles.Deny, p.SecurityLoc, "no allow rule matches (security = \"allowlist\")"
+		v.Decision, v.Rule, v.Reason, v.Miss = profiles.Deny, p.SecurityLoc, "no allow rule matches (security = \"allowlist\")", true
 	}
 	return v
 }

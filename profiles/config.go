@@ -20,7 +20,11 @@ type Config struct {
 	AdminGroups     []string
 	ApprovalTimeout time.Duration
 	ApprovalCommand []string
-	Defaults        *Defaults
+	// AllowDegraded lets the daemon start without the kernel exec check
+	// (no seccomp user notification): it then runs on the static layer
+	// and the sandbox alone, and says so on every start and in status.
+	AllowDegraded bool
+	Defaults      *Defaults
 }
 
 // Defaults is the [defaults] table every profile inherits.
@@ -40,6 +44,7 @@ type rawConfig struct {
 	AdminGroups     []string   `toml:"admin_groups"`
 	ApprovalTimeout *string    `toml:"approval_timeout"`
 	ApprovalCommand []string   `toml:"approval_command"`
+	AllowDegraded   bool       `toml:"allow_degraded"`
 	Defaults        rawProfile `toml:"defaults"`
 }
 
@@ -76,6 +81,7 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 		Audit:           "auto",
 		AdminGroups:     []string{"execgate-admin"},
 		ApprovalTimeout: 5 * time.Minute,
+		AllowDegraded:   raw.AllowDegraded,
 		Defaults:        &Defaults{raw: raw.Defaults, f: f},
 	}
 	paths := []struct {

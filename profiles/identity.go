@@ -36,7 +36,7 @@ func (p *Profile) Resolve() (*Identity, error) {
 	// but still lets checks see that ~/.ssh/x is under ~/.ssh.
 	home := "/nonexistent/home/of/" + p.Name
 	if err == nil {
-		p.UID = int64(id.UID)
+		p.UID, p.GID = int64(id.UID), int64(id.GID)
 		p.User = id.User
 		if id.Home != "" && filepath.IsAbs(id.Home) {
 			home = id.Home
@@ -143,14 +143,16 @@ func writableBy(path string, id *Identity, dir bool) (bool, string) {
 }
 
 // LoadDir loads every NAME.toml in dir. Profiles that fail keep failing alone:
-// the good ones are returned with the errors of the bad.
-func LoadDir(dir string, d *Defaults) (map[string]*Profile, []error) {
+// the good ones are returned, and the errors of the bad keyed by agent name
+// (key "" for the directory itself).
+func LoadDir(dir string, d *Defaults) (map[string]*Profile, map[string]error) {
+	errs := map[string]error{}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, []error{fmt.Errorf("read agents dir: %w", err)}
+		errs[""] = fmt.Errorf("read agents dir: %w", err)
+		return nil, errs
 	}
 	out := map[string]*Profile{}
-	var errs []error
 	for _, e := range ents {
 		n := e.Name()
 		if e.IsDir() || !strings.HasSuffix(n, ".toml") || strings.HasPrefix(n, ".") {
@@ -158,7 +160,7 @@ func LoadDir(dir string, d *Defaults) (map[string]*Profile, []error) {
 		}
 		p, err := LoadFile(filepath.Join(dir, n), d)
 		if err != nil {
-			errs = append(errs, err)
+			errs[strings.TrimSuffix(n, ".toml")] = err
 			continue
 		}
 		out[p.Name] = p

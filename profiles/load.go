@@ -34,7 +34,9 @@ type rawProfile struct {
 	Workdirs *[]string `toml:"workdirs"`
 	Shell    *string   `toml:"shell"`
 	Rule     []rawRule `toml:"rule"`
-	Files    struct {
+	// NestedAllow lists patterns, added up from defaults and profile.
+	NestedAllow []string `toml:"nested_allow"`
+	Files       struct {
 		DenyRead []string `toml:"deny_read"`
 		ReadOnly []string `toml:"read_only"`
 	} `toml:"files"`
@@ -67,6 +69,7 @@ type rawRule struct {
 	Match  *string `toml:"match"`
 	Action *string `toml:"action"`
 	Reason string  `toml:"reason"`
+	Nested *string `toml:"nested"`
 }
 
 // Error is one problem in a file, located at file:line.
@@ -280,7 +283,7 @@ func ParseProfile(name string, data []byte, d *Defaults) (*Profile, error) {
 		return nil, f.errs
 	}
 	sum := sha256.Sum256(data)
-	p := &Profile{Name: agent, File: name, SHA256: hex.EncodeToString(sum[:]), UID: -1}
+	p := &Profile{Name: agent, File: name, SHA256: hex.EncodeToString(sum[:]), UID: -1, GID: -1}
 	switch {
 	case raw.User != nil && raw.UID != nil:
 		f.errorf("uid", "set user or uid, not both")
@@ -410,12 +413,39 @@ func applyRules(p *Profile, f, bf *file, raw, base *rawProfile) {
 				rf.errorf(key+".match", "%v", err)
 				continue
 			}
+			if r.Nested != nil {
+				switch *r.Nested {
+				case "any":
+					rule.NestedAny = true
+				case "rules":
+				default:
+					rf.errorf(key+".nested", "nested = %q: want any or rules", *r.Nested)
+					continue
+				}
+				if rule.NestedAny && rule.Action != Allow {
+					rf.errorf(key+".nested", "nested = \"any\" only makes sense on an allow rule")
+					continue
+				}
+			}
 			rule.Pattern = pat
 			p.Rules = append(p.Rules, rule)
 		}
 	}
 	add(bf, base.Rule)
 	add(f, raw.Rule)
+	for _, src := range []struct {
+		f    *file
+		pats []string
+	}{{bf, base.NestedAllow}, {f, raw.NestedAllow}} {
+		for _, m := range src.pats {
+			pat, err := CompilePattern(m)
+			if err != nil {
+				src.f.errorf("nested_allow", "%v", err)
+				continue
+			}
+			p.NestedAllow = append(p.NestedAllow, Rule{Match: m, Action: Allow, Loc: src.f.loc("nested_allow"), Pattern: pat})
+		}
+	}
 }
 
 func applyFiles(p *Profile, f, bf *file, raw, base *rawProfile) {
@@ -436,6 +466,12 @@ func applyFiles(p *Profile, f, bf *file, raw, base *rawProfile) {
 			for _, pat := range src.pats {
 				if err := pathglob.Validate(pat); err != nil {
 					src.f.errorf(l.key, "%v", err)
+					continue
+				}
+				if l.key == "files.read_only" && (pathglob.HasMeta(pat) || strings.Contains(pat, "{") || !(strings.HasPrefix(pat, "/") || pat == "~" || strings.HasPrefix(pat, "~/"))) {
+					// Read-only binds need real paths: a pattern would
+					// have to be widened to its literal directory.
+					src.f.errorf(l.key, "read_only %q: give an absolute path or ~/path, not a pattern", pat)
 					continue
 				}
 				l.dst.Patterns = append(l.dst.Patterns, pat)
@@ -512,7 +548,8 @@ func applyLimits(p *Profile, f, bf *file, raw, base *rawProfile) {
 	}
 }
 
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+// envName is a variable name, or a prefix ending in * ("LC_*").
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\*?$`)
 
 func applyRest(p *Profile, f, bf *file, raw, base *rawProfile) {
 	p.EnvPass = []string{"PATH", "LANG", "TERM"}

@@ -115,6 +115,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad glob", "user = \"a\"\nworkdirs = [\"/x\"]\n[files]\ndeny_read = [\"/a/[x\"]\n", 4, "bad glob"},
 		{"bad window", "user = \"a\"\nworkdirs = [\"/x\"]\n[schedule]\nwindows = [\"Mon-Fry 07:00-19:00\"]\n", 4, "unknown day"},
 		{"bad tz", "user = \"a\"\nworkdirs = [\"/x\"]\n[schedule]\nwindows = [\"daily 07:00-19:00\"]\ntimezone = \"Mars/Olympus\"\n", 5, "timezone"},
+		{"read_only pattern", "user = \"a\"\nworkdirs = [\"/x\"]\n[files]\nread_only = [\"**/.git\"]\n", 4, "not a pattern"},
+		{"bad nested", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"ls\"\naction = \"allow\"\nnested = \"some\"\n", 6, "want any or rules"},
+		{"nested on deny", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"ls\"\naction = \"deny\"\nnested = \"any\"\n", 6, "only makes sense on an allow rule"},
+		{"bad nested_allow", "user = \"a\"\nworkdirs = [\"/x\"]\nnested_allow = [\"** x\"]\n", 3, "must stand alone"},
 		{"bad network", "user = \"a\"\nworkdirs = [\"/x\"]\n[network]\nmode = \"bridge\"\n", 4, "want none or host"},
 		{"bad env", "user = \"a\"\nworkdirs = [\"/x\"]\n[env]\npass = [\"A-B\"]\n", 4, "not an environment variable"},
 		{"syntax", "user = \"a\nworkdirs = [\"/x\"]\n", 1, "TOML syntax"},
@@ -285,7 +289,7 @@ func TestLoadDirKeepsGoodProfiles(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "bad.toml"), []byte("uid = 4243\nworkdirs = \"/tmp\"\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "README.md"), []byte("not a profile"), 0o644)
 	ps, errs := LoadDir(dir, nil)
-	if ps["good"] == nil || ps["bad"] != nil || len(errs) != 1 || !strings.Contains(errs[0].Error(), "bad.toml:2") {
+	if ps["good"] == nil || ps["bad"] != nil || len(errs) != 1 || errs["bad"] == nil || !strings.Contains(errs["bad"].Error(), "bad.toml:2") {
 		t.Errorf("LoadDir = %v, %v", ps, errs)
 	}
 	if ps["good"].UID != 4242 {

@@ -54,11 +54,14 @@ func (l Loc) String() string {
 
 // Rule is one [[rule]] table.
 type Rule struct {
-	Match   string
-	Action  Action
-	Reason  string
-	Loc     Loc
-	Pattern *Pattern
+	Match  string
+	Action Action
+	Reason string
+	// NestedAny: every program the matched command starts, at any depth,
+	// is allowed unless a deny or ask rule matches it (nested = "any").
+	NestedAny bool
+	Loc       Loc
+	Pattern   *Pattern
 }
 
 // PathList is a [files] list compiled for one agent's home.
@@ -99,16 +102,21 @@ type Profile struct {
 
 	User string // account name, "" when given by uid
 	UID  int64  // -1 until known
-	Home string // the account's home, "" when unknown
+	GID  int64  // the account's primary group, -1 until known
+	Home string // the account's home; a path that matches nothing when unknown
 
 	Security Security
 	Ask      AskMode
 	Workdirs []string
 	Shell    string // runs the script: /bin/bash unless the profile says
 
-	Rules    []Rule // defaults' rules first, then the profile's
-	DenyRead PathList
-	ReadOnly PathList
+	Rules []Rule // defaults' rules first, then the profile's
+	// NestedAllow are allow patterns for programs started by an allowed
+	// command (npm's sh -c, make's cc), never for the script's own
+	// commands; deny rules still win.
+	NestedAllow []Rule
+	DenyRead    PathList
+	ReadOnly    PathList
 
 	Limits   Limits
 	EnvPass  []string

@@ -69,7 +69,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if *out == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(jsonResult(p, dir, res))
+		enc.Encode(res.Report(p, dir))
 	} else {
 		printShort(stdout, res)
 	}
@@ -109,52 +109,4 @@ func printShort(w io.Writer, res *policy.Result) {
 			break
 		}
 	}
-}
-
-type jsonVerdict struct {
-	Argv     []string `json:"argv"`
-	Program  string   `json:"program,omitempty"`
-	Role     string   `json:"role"`
-	Pos      string   `json:"pos,omitempty"`
-	Via      []string `json:"via,omitempty"`
-	Decision string   `json:"decision"`
-	Deferred bool     `json:"deferred,omitempty"`
-	Rule     string   `json:"rule"`
-	Match    string   `json:"match,omitempty"`
-	Reason   string   `json:"reason"`
-}
-
-type jsonOut struct {
-	Agent      string        `json:"agent"`
-	Profile    string        `json:"profile"`
-	SHA256     string        `json:"profile_sha256"`
-	Cwd        string        `json:"cwd"`
-	Decision   string        `json:"decision"`
-	Invocation string        `json:"invocation,omitempty"`
-	Rule       string        `json:"rule,omitempty"`
-	Reason     string        `json:"reason,omitempty"`
-	Error      string        `json:"error,omitempty"`
-	Verdicts   []jsonVerdict `json:"invocations"`
-}
-
-func jsonResult(p *profiles.Profile, dir string, res *policy.Result) jsonOut {
-	o := jsonOut{Agent: p.Name, Profile: p.File, SHA256: p.SHA256, Cwd: dir, Decision: string(res.Decision), Verdicts: []jsonVerdict{}}
-	if d := res.Decisive; d != nil {
-		o.Invocation, o.Rule, o.Reason = d.Invocation(), d.Rule.String(), d.Reason
-	}
-	if res.Err != nil {
-		o.Error = res.Err.Error()
-	}
-	for _, v := range res.Verdicts {
-		jv := jsonVerdict{Program: v.Inv.Prog, Role: v.Inv.Role.String(), Via: v.Inv.Via, Decision: string(v.Decision),
-			Deferred: v.Deferred, Rule: v.Rule.String(), Match: v.Match, Reason: v.Reason, Argv: []string{}}
-		if v.Inv.Pos.Line > 0 {
-			jv.Pos = v.Inv.Pos.String()
-		}
-		for _, w := range v.Inv.Args {
-			jv.Argv = append(jv.Argv, w.Text)
-		}
-		o.Verdicts = append(o.Verdicts, jv)
-	}
-	return o
 }

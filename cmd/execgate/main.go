@@ -1,6 +1,6 @@
 // Command execgate is the admin and ops tool for execgated: it checks
-// scripts against profiles without a daemon, lints profiles, and talks to
-// the daemon's admin socket.
+// scripts against profiles without a daemon, lints profiles, reads the
+// journal, talks to the daemon's admin socket, and serves MCP for agents.
 package main
 
 import (
@@ -26,6 +26,10 @@ type command struct {
 var commands = []command{
 	{"check", "check --agents DIR --agent NAME [--cwd DIR] [-o short|json] -- 'SCRIPT'", runCheck},
 	{"lint", "lint [--config FILE] [FILE|DIR...]", runLint},
+	{"journal", journalUsage, runJournal},
+	{"status", "status [-o short|json]", runStatus},
+	{"runs", "runs [-o short|json]", runRuns},
+	{"mcp", "mcp   (MCP server on stdio with one tool, run_command)", runMCP},
 }
 
 func main() {

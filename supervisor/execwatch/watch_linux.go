@@ -1,0 +1,343 @@
+package execwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	seccomp "github.com/seccomp/libseccomp-golang"
+	"golang.org/x/sys/unix"
+)
+
+// Bounds on what is read from a trapped process. An exec past them is
+// denied: a policy that cannot see the whole argv cannot decide it.
+const (
+	MaxArgs     = 16384
+	MaxArgBytes = 2 << 20 // the kernel's usual ARG_MAX
+	maxPath     = unix.PathMax
+)
+
+// Exec is one trapped execve or execveat.
+type Exec struct {
+	Pid, PPid int    // host pids of the caller and its parent
+	Path      string // as the caller passed it
+	// Resolved is the real path inside the caller's mount namespace,
+	// symlinks resolved; "" when it could not be resolved (the exec is
+	// then denied unless decide says otherwise for a missing file).
+	Resolved string
+	// Alias is the name the program was called under when that is a link
+	// in a directory only root can change (see shellparse.Program).
+	Alias string
+	Argv  []string
+	Cwd   string // the caller's working directory, in its namespace
+	// Err says why the exec could not be read or resolved; decide should
+	// deny it.
+	Err error
+	// errno, when set, answers the exec without asking decide: the file
+	// does not exist (ENOENT, ENOTDIR), as the kernel itself would say.
+	// Letting the kernel find out instead would let the caller create the
+	// file between the check and the exec.
+	errno unix.Errno
+}
+
+// Decide answers an exec: nil lets it run, an error fails it with EACCES.
+type Decide func(*Exec) error
+
+// Watch serves the listener until every process under the filter is gone
+// or ctx ends. Each trapped exec is read, resolved and decided; any failure
+// along the way denies it. Watch returns nil when the run ended.
+func Watch(ctx context.Context, listener *os.File, decide Decide) error {
+	fd := int(listener.Fd())
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		n, err := unix.Poll(pfd, 100)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return fmt.Errorf("execwatch: poll: %w", err)
+		}
+		if n == 0 {
+			continue
+		}
+		if pfd[0].Revents&unix.POLLIN == 0 && pfd[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
+			return nil // no process is left under the filter
+		}
+		req, err := seccomp.NotifReceive(seccomp.ScmpFd(fd))
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINTR) {
+				continue // the caller died, or a signal cancelled the trap
+			}
+			return fmt.Errorf("execwatch: receive: %w", err)
+		}
+		handle(fd, req, decide)
+	}
+}
+
+func handle(fd int, req *seccomp.ScmpNotifReq, decide Decide) {
+	e := read(req)
+	// The process may have been killed and its pid reused while we read
+	// it: only answer for what we read if the trap is still live.
+	if err := seccomp.NotifIDValid(seccomp.ScmpFd(fd), req.ID); err != nil {
+		return
+	}
+	// libseccomp-golang negates Error for the kernel: give it positive.
+	resp := &seccomp.ScmpNotifResp{ID: req.ID, Error: int32(unix.EACCES)}
+	switch {
+	case e.errno != 0:
+		resp.Error = int32(e.errno)
+	case e.Err == nil && decide(e) == nil:
+		resp.Error, resp.Flags = 0, seccomp.NotifRespFlagContinue
+	case e.Err != nil:
+		decide(e) // so the denial is reported
+	}
+	seccomp.NotifRespond(seccomp.ScmpFd(fd), resp)
+}
+
+// read collects everything about a trapped exec from /proc and the
+// caller's memory.
+func read(req *seccomp.ScmpNotifReq) *Exec {
+	pid := int(req.Pid)
+	e := &Exec{Pid: pid, PPid: parentOf(pid)}
+	name, _ := req.Data.Syscall.GetName()
+	var pathAddr, argvAddr uint64
+	dirfd := unix.AT_FDCWD
+	flags := 0
+	switch name {
+	case "execve":
+		pathAddr, argvAddr = req.Data.Args[0], req.Data.Args[1]
+	case "execveat":
+		dirfd = int(int32(req.Data.Args[0]))
+		pathAddr, argvAddr = req.Data.Args[1], req.Data.Args[2]
+		flags = int(req.Data.Args[4])
+	default:
+		e.Err = fmt.Errorf("unexpected syscall %q", name)
+		return e
+	}
+	var err error
+	if e.Path, err = readString(pid, pathAddr, maxPath); err != nil {
+		e.Err = fmt.Errorf("read path: %w", err)
+		return e
+	}
+	if e.Argv, err = readArgv(pid, argvAddr); err != nil {
+		e.Err = fmt.Errorf("read argv: %w", err)
+		return e
+	}
+	e.Cwd, _ = os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
+	e.Resolved, e.Alias, err = resolve(pid, dirfd, e.Path, flags, e.Cwd)
+	switch {
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENAMETOOLONG):
+		if !errors.As(err, &e.errno) {
+			e.errno = unix.ENOENT
+		}
+	case err != nil:
+		e.Err = fmt.Errorf("resolve %q: %w", e.Path, err)
+	}
+	return e
+}
+
+func parentOf(pid int) int {
+	st, _ := ProcStat(pid)
+	return st.PPid
+}
+
+// Proc is what /proc/PID/stat says of a process.
+type Proc struct {
+	Comm  string
+	PPid  int
+	Start uint64 // start time in clock ticks since boot: tells a reused pid apart
+}
+
+// ProcStat reads /proc/PID/stat.
+func ProcStat(pid int) (Proc, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return Proc{}, err
+	}
+	// The command name may hold spaces and parentheses: it runs from the
+	// first '(' to the last ')'.
+	s := string(b)
+	i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if i < 0 || j < i {
+		return Proc{}, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[j+1:])
+	if len(f) < 20 {
+		return Proc{}, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	p := Proc{Comm: s[i+1 : j]}
+	p.PPid, _ = strconv.Atoi(f[1])
+	p.Start, _ = strconv.ParseUint(f[19], 10, 64)
+	return p, nil
+}
+
+// readMem reads len(buf) bytes at addr, or fewer where the mapping ends.
+func readMem(pid int, addr uint64, buf []byte) (int, error) {
+	local := []unix.Iovec{{Base: &buf[0], Len: uint64(len(buf))}}
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
+	n, err := unix.ProcessVMReadv(pid, local, remote, 0)
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// readString reads a NUL-terminated string of at most max bytes. Reads
+// stop at page ends, so a string near an unmapped page is still found.
+func readString(pid int, addr uint64, max int) (string, error) {
+	if addr == 0 {
+		return "", errors.New("NULL pointer")
+	}
+	var out []byte
+	buf := make([]byte, 4096)
+	for len(out) < max {
+		chunk := 4096 - int(addr%4096)
+		n, err := readMem(pid, addr, buf[:chunk])
+		if err != nil {
+			return "", err
+		}
+		if i := indexByte(buf[:n], 0); i >= 0 {
+			return string(append(out, buf[:i]...)), nil
+		}
+		out = append(out, buf[:n]...)
+		addr += uint64(n)
+	}
+	return "", fmt.Errorf("longer than %d bytes", max)
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// readArgv reads a NULL-terminated array of string pointers.
+func readArgv(pid int, addr uint64) ([]string, error) {
+	if addr == 0 {
+		return nil, nil // execve(path, NULL, ...) runs with an empty argv
+	}
+	const ptr = int(unsafe.Sizeof(uintptr(0)))
+	var argv []string
+	total := 0
+	buf := make([]byte, 512*ptr)
+	for {
+		chunk := min(len(buf), 4096-int(addr%4096))
+		chunk -= chunk % ptr
+		n, err := readMem(pid, addr, buf[:chunk])
+		if err != nil {
+			return nil, err
+		}
+		for off := 0; off+ptr <= n; off += ptr {
+			p := nativeUint(buf[off : off+ptr])
+			if p == 0 {
+				return argv, nil
+			}
+			if len(argv) >= MaxArgs {
+				return nil, fmt.Errorf("more than %d arguments", MaxArgs)
+			}
+			s, err := readString(pid, p, MaxArgBytes-total)
+			if err != nil {
+				return nil, fmt.Errorf("argument %d: %w", len(argv), err)
+			}
+			total += len(s) + 1
+			argv = append(argv, s)
+		}
+		addr += uint64(n - n%ptr)
+	}
+}
+
+func nativeUint(b []byte) uint64 {
+	if len(b) == 8 {
+		return *(*uint64)(unsafe.Pointer(&b[0]))
+	}
+	return uint64(*(*uint32)(unsafe.Pointer(&b[0])))
+}
+
+var errNoPath = errors.New("exec of a file with no path")
+
+// resolve finds the file an exec would run, inside the caller's own mount
+// namespace (its root is /proc/PID/root): the sandbox has a private /tmp
+// and masks the daemon does not see.
+func resolve(pid, dirfd int, p string, flags int, cwd string) (real, alias string, err error) {
+	proc := "/proc/" + strconv.Itoa(pid)
+	switch {
+	case p == "" && flags&unix.AT_EMPTY_PATH != 0:
+		// fexecve: the program is an open file of the caller's. One with
+		// no name (a memfd, a deleted file) cannot be matched by any rule.
+		fd, err := unix.Open(proc+"/fd/"+strconv.Itoa(dirfd), unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return "", "", errNoPath
+		}
+		defer unix.Close(fd)
+		var st unix.Stat_t
+		target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+		if err != nil || unix.Fstat(fd, &st) != nil || st.Nlink == 0 || !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
+			return "", "", fmt.Errorf("%w (%s)", errNoPath, target)
+		}
+		return target, "", nil
+	case strings.HasPrefix(p, "/"):
+	case dirfd == unix.AT_FDCWD:
+		p = path.Join(cwd, p)
+	default:
+		base, err := os.Readlink(proc + "/fd/" + strconv.Itoa(dirfd))
+		if err != nil {
+			return "", "", err
+		}
+		p = path.Join(base, p)
+	}
+	root, err := unix.Open(proc+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", "", err
+	}
+	defer unix.Close(root)
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := unix.Openat2(root, p, &how)
+	if err != nil {
+		return "", "", err
+	}
+	real, err = os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	unix.Close(fd)
+	if err != nil {
+		return "", "", err
+	}
+	if b := path.Base(p); b != path.Base(real) && rootOnly(root, path.Dir(p)) {
+		alias = b
+	}
+	return real, alias, nil
+}
+
+// rootOnly reports whether only root can change dir and every directory
+// above it, inside the namespace whose root is the fd root.
+func rootOnly(root int, dir string) bool {
+	for {
+		how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+		fd, err := unix.Openat2(root, dir, &how)
+		if err != nil {
+			return false
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		unix.Close(fd)
+		if err != nil || st.Uid != 0 || st.Mode&0o022 != 0 {
+			return false
+		}
+		if dir == "/" || dir == "." {
+			return true
+		}
+		dir = path.Dir(dir)
+	}
+}
+
+var _ = syscall.EACCES
