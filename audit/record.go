@@ -69,6 +69,7 @@ const (
 	FieldTruncated     = "EXECGATE_TRUNCATED"
 	FieldAborted       = "EXECGATE_ABORTED" // end records written for runs a restart found
 	FieldAdminAction   = "EXECGATE_ADMIN_ACTION"
+	FieldLost          = "EXECGATE_AUDIT_LOST" // how many records a failing sink lost before this one
 )
 
 // Identifier is SYSLOG_IDENTIFIER on every record.

@@ -286,20 +286,44 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, api.Error{Error: "the audit log cannot be written, so nothing runs: " + err.Error(), ID: ri.id})
 		return
 	}
-	code, exit := s.exec(w, r, ri, req, stdin)
-	end := ri.record(audit.EventEnd, endPriority(code, exit), endMessage(code, exit))
-	if exit != nil {
+	o := s.exec(w, r, ri, req, stdin)
+	// The end record comes before the client's last answer, so a client
+	// that saw its exit can rely on the record being there.
+	end := ri.record(audit.EventEnd, endPriority(o.code, o.res), endMessage(o.code, o.res))
+	if exit := o.res; exit != nil {
 		end.SetInt(audit.FieldExit, int64(exit.Exit)).SetInt(audit.FieldSignal, int64(exit.Signal)).
 			SetInt(audit.FieldDurationMS, exit.Duration.Milliseconds()).SetInt(audit.FieldCPUMS, exit.CPU.Milliseconds()).
 			SetInt(audit.FieldMemPeak, exit.MemPeak).SetInt(audit.FieldStdoutBytes, exit.StdoutBytes).
 			SetInt(audit.FieldStderrBytes, exit.StderrBytes).Set(audit.FieldTimedOut, boolStr(exit.TimedOut)).
 			Set(audit.FieldTruncated, boolStr(exit.Truncated)).Set(audit.FieldCgroup, exit.Cgroup)
 	} else {
-		end.SetInt(audit.FieldExit, int64(code))
+		end.SetInt(audit.FieldExit, int64(o.code))
 	}
 	if err := s.sink.Write(end); err != nil {
 		logf("audit: cannot write the end record of run %s: %v", ri.id, err)
 	}
+	switch {
+	case o.errCode != 0:
+		writeError(w, o.errCode, o.err)
+	case o.last != nil:
+		o.stream.send(*o.last)
+	}
+}
+
+// outcome is how a request ended: the code its end record carries, the
+// sandbox result when something ran, and the answer still owed to the
+// client (an error response, or the stream's last event).
+type outcome struct {
+	code    int
+	res     *sandbox.Result
+	errCode int
+	err     api.Error
+	stream  *eventStream
+	last    *api.Event
+}
+
+func refused(code, status int, e api.Error) outcome {
+	return outcome{code: code, errCode: status, err: e}
 }
 
 func boolStr(b bool) string {
@@ -358,25 +382,22 @@ func (s *Server) requestRecord(ri *reqInfo, req api.ExecRequest) *audit.Record {
 	return rec
 }
 
-// exec decides and runs one request, answering the client. It returns the
-// code the end record carries: the sandbox result when something ran, or an
-// exit code for refusals (126 denied, 125 execgate failed).
-func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req api.ExecRequest, stdin io.Reader) (int, *sandbox.Result) {
+// exec decides and runs one request. Refusals are 126 (denied) or 125
+// (execgate failed); the caller writes the end record, then the answer.
+func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req api.ExecRequest, stdin io.Reader) outcome {
 	prof := ri.prof
 	cwd, err := resolveCwd(prof, req.Cwd)
 	if err != nil {
 		var re *requestError
 		errors.As(err, &re)
 		s.sink.Write(ri.record(audit.EventError, audit.PriWarning, "BAD REQUEST "+re.msg).Set(audit.FieldReason, re.msg))
-		writeError(w, re.code, api.Error{Error: re.msg, ID: ri.id})
-		return 125, nil
+		return refused(125, re.code, api.Error{Error: re.msg, ID: ri.id})
 	}
 	ri.cwd = cwd
 	env := s.env(prof, req, cwd)
 	res := policy.Decide(prof, req.Script, policy.Options{Dir: cwd, Path: envValue(env, "PATH"), RuntimeCheck: s.runtimeCheck})
 	if err := s.writeDecisions(ri, res); err != nil {
-		writeError(w, http.StatusServiceUnavailable, api.Error{Error: "the audit log cannot be written, so nothing runs: " + err.Error(), ID: ri.id})
-		return 125, nil
+		return refused(125, http.StatusServiceUnavailable, api.Error{Error: "the audit log cannot be written, so nothing runs: " + err.Error(), ID: ri.id})
 	}
 	if res.Decision != profiles.Allow {
 		e := api.Error{Error: string(res.Decision) + ": " + res.Line(), ID: ri.id, Decision: string(res.Decision),
@@ -384,8 +405,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req a
 		if res.Decision == profiles.Ask {
 			e.Error = "needs approval, and this daemon has no approval service yet: " + res.Line()
 		}
-		writeError(w, http.StatusForbidden, e)
-		return 126, nil
+		return refused(126, http.StatusForbidden, e)
 	}
 
 	ctx, cancel := context.WithCancel(r.Context())
@@ -393,8 +413,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req a
 	if msg := s.register(ri, req, cancel); msg != "" {
 		s.sink.Write(ri.record(audit.EventDecision, audit.PriWarning, "DENY "+msg).Set(audit.FieldDecision, "deny").
 			Set(audit.FieldReason, msg).Set(audit.FieldRule, profiles.Loc{File: prof.File}.String()))
-		writeError(w, http.StatusTooManyRequests, api.Error{Error: msg, ID: ri.id, Decision: "deny", Reason: msg})
-		return 126, nil
+		return refused(126, http.StatusTooManyRequests, api.Error{Error: msg, ID: ri.id, Decision: "deny", Reason: msg})
 	}
 	defer s.unregister(ri)
 
@@ -424,13 +443,11 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req a
 	if err != nil {
 		msg := "execgate could not run the script: " + err.Error()
 		s.sink.Write(ri.record(audit.EventError, audit.PriErr, "ERROR "+msg).Set(audit.FieldReason, msg))
-		out.send(api.Event{Event: api.EventError, ID: ri.id, Error: msg})
-		return 125, nil
+		return outcome{code: 125, stream: out, last: &api.Event{Event: api.EventError, ID: ri.id, Error: msg}}
 	}
 	code := result.Exit
-	out.send(api.Event{Event: api.EventExit, ID: ri.id, Code: &code, Signal: result.Signal, DurationMS: result.Duration.Milliseconds(),
-		TimedOut: result.TimedOut, Truncated: result.Truncated, Killed: result.Killed, OOMKilled: result.OOMKilled})
-	return code, &result
+	return outcome{code: code, res: &result, stream: out, last: &api.Event{Event: api.EventExit, ID: ri.id, Code: &code, Signal: result.Signal,
+		DurationMS: result.Duration.Milliseconds(), TimedOut: result.TimedOut, Truncated: result.Truncated, Killed: result.Killed, OOMKilled: result.OOMKilled}}
 }
 
 // register counts a run against its agent's concurrency cap.

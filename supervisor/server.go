@@ -73,7 +73,7 @@ func NewServer(cfg *profiles.Config, runner Runner, sink audit.Sink, opts ...Opt
 	if cfg == nil || runner == nil || sink == nil {
 		return nil, errors.New("supervisor: config, runner and audit sink are required")
 	}
-	s := &Server{cfg: cfg, runner: runner, sink: sink, now: time.Now, started: time.Now(),
+	s := &Server{cfg: cfg, runner: runner, sink: &trail{sink: sink}, now: time.Now, started: time.Now(),
 		runs: map[string]*runState{}, perAgent: map[string]int{}, adminGIDs: map[uint32]bool{}}
 	for _, o := range opts {
 		o(s)
