@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,7 +38,11 @@ var (
 // TestMain runs every test inside a private mount namespace with a real
 // systemd-journald of its own (internal/journaltest).
 func TestMain(m *testing.M) {
-	if os.Getenv("EG_HTTP_CLIENT") != "" {
+	switch os.Getenv("EG_HTTP_CLIENT") {
+	case "":
+	case "load":
+		os.Exit(loadMain())
+	default:
 		os.Exit(httpClientMain())
 	}
 	if os.Getuid() != 0 {
@@ -75,16 +80,24 @@ func build(t testing.TB) {
 // daemon is a running execgated on temporary directories.
 type daemon struct {
 	t      testing.TB
+	audit     string // --audit: "file" (the default, d.auditFile()) or "journal"
+	auditPath string // the file, when not the default
 	dir    string // everything lives under it
 	work   string // the agent's workdir, owned by agentUID
 	agents string
 	cmd    *exec.Cmd
+	pid    int
 	stderr *bytes.Buffer
 }
 
 func (d *daemon) agentSock() string { return filepath.Join(d.dir, "run", "agent.sock") }
 func (d *daemon) adminSock() string { return filepath.Join(d.dir, "run", "admin.sock") }
-func (d *daemon) auditFile() string { return filepath.Join(d.dir, "audit.jsonl") }
+func (d *daemon) auditFile() string {
+	if d.auditPath != "" {
+		return d.auditPath
+	}
+	return filepath.Join(d.dir, "audit.jsonl")
+}
 
 // profile is written as agents/NAME.toml with WORK replaced by the workdir.
 type profile struct{ name, body string }
@@ -93,6 +106,13 @@ type profile struct{ name, body string }
 // /var/tmp: every run gets a private /tmp.
 func startDaemon(t testing.TB, profiles ...profile) *daemon {
 	t.Helper()
+	return startDaemonAudit(t, "file", profiles...)
+}
+
+// startDaemonAudit starts a daemon whose audit sink is "file" or
+// "journal" (the harness's real journald).
+func startDaemonAudit(t testing.TB, sink string, profiles ...profile) *daemon {
+	t.Helper()
 	journaltest.Require(t)
 	build(t)
 	dir, err := os.MkdirTemp("/var/tmp", "execgate-it-")
@@ -100,7 +120,7 @@ func startDaemon(t testing.TB, profiles ...profile) *daemon {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
-	d := &daemon{t: t, dir: dir, work: filepath.Join(dir, "work"), agents: filepath.Join(dir, "agents")}
+	d := &daemon{t: t, audit: sink, dir: dir, work: filepath.Join(dir, "work"), agents: filepath.Join(dir, "agents")}
 	os.MkdirAll(d.work, 0o755)
 	os.Chown(d.work, agentUID, agentUID)
 	os.MkdirAll(d.agents, 0o755)
@@ -124,13 +144,18 @@ func (d *daemon) writeProfile(p profile) {
 
 func (d *daemon) start() {
 	d.stderr = &bytes.Buffer{}
+	spec := "file:" + d.auditFile()
+	if d.audit == "journal" {
+		spec = "journal"
+	}
 	d.cmd = exec.Command(filepath.Join(binDir, "execgated"), "--agents", d.agents, "--run-dir", filepath.Join(d.dir, "run"),
-		"--state-dir", filepath.Join(d.dir, "state"), "--audit", "file:"+d.auditFile(), "--config", filepath.Join(d.dir, "none.toml"))
+		"--state-dir", filepath.Join(d.dir, "state"), "--audit", spec, "--config", filepath.Join(d.dir, "none.toml"))
 	os.WriteFile(filepath.Join(d.dir, "none.toml"), nil, 0o644)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
+	d.pid = d.cmd.Process.Pid
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.Dial("unix", d.agentSock()); err == nil {
@@ -194,9 +219,13 @@ func (d *daemon) egshCtx(ctx context.Context, uid int, stdin []byte, args ...str
 	return result{so.Bytes(), se.Bytes(), code}
 }
 
-// records reads the audit file.
+// records reads the audit trail: the file, or the journal records of
+// this daemon's process.
 func (d *daemon) records() []*audit.Record {
 	d.t.Helper()
+	if d.audit == "journal" {
+		return journaltest.Query(d.t, "_PID="+strconv.Itoa(d.pid))
+	}
 	b, err := os.ReadFile(d.auditFile())
 	if err != nil {
 		d.t.Fatal(err)
@@ -278,4 +307,51 @@ func httpClientMain() int {
 func jsonBody(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// agentClient is a raw HTTP client of the agent socket for load tests.
+type agentClient struct{ c *http.Client }
+
+func newAgentClient(sock string) *agentClient {
+	return &agentClient{c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}}
+}
+
+// run sends one exec and returns the run id, checking the outcome.
+func (a *agentClient) run(script string, wantDeny bool) (string, error) {
+	resp, err := a.c.Post("http://execgate/v1/exec", "application/json", bytes.NewReader(jsonBody(map[string]string{"script": script})))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if wantDeny {
+		var e struct{ ID, Decision string }
+		json.Unmarshal(b, &e)
+		if resp.StatusCode != 403 || e.Decision != "deny" {
+			return e.ID, fmt.Errorf("want a denial, got %d %s", resp.StatusCode, b)
+		}
+		return e.ID, nil
+	}
+	id, exit := "", -1
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		var ev struct {
+			Event, ID string
+			Code      *int
+		}
+		if json.Unmarshal(l, &ev) != nil {
+			continue
+		}
+		if ev.Event == "accepted" {
+			id = ev.ID
+		}
+		if ev.Event == "exit" && ev.Code != nil {
+			exit = *ev.Code
+		}
+	}
+	if resp.StatusCode != 200 || exit != 0 {
+		return id, fmt.Errorf("status %d exit %d: %.200s", resp.StatusCode, exit, b)
+	}
+	return id, nil
 }
