@@ -225,4 +225,3 @@ func loadMain() int {
 	}
 	return 0
 }
-

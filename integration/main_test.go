@@ -79,15 +79,15 @@ func build(t testing.TB) {
 
 // daemon is a running execgated on temporary directories.
 type daemon struct {
-	t      testing.TB
+	t         testing.TB
 	audit     string // --audit: "file" (the default, d.auditFile()) or "journal"
 	auditPath string // the file, when not the default
-	dir    string // everything lives under it
-	work   string // the agent's workdir, owned by agentUID
-	agents string
-	cmd    *exec.Cmd
-	pid    int
-	stderr *bytes.Buffer
+	dir       string // everything lives under it
+	work      string // the agent's workdir, owned by agentUID
+	agents    string
+	cmd       *exec.Cmd
+	pid       int
+	stderr    *bytes.Buffer
 }
 
 func (d *daemon) agentSock() string { return filepath.Join(d.dir, "run", "agent.sock") }
