@@ -35,8 +35,16 @@ test: deps
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) demo
 
+# bench prints ratios measured in one run against baselines run the same
+# way from the same process: policy decisions, a sandboxed `sh -c true`
+# against sh, unshare and bwrap, and the runtime exec check on and off.
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 20000x ./policy/
+	@echo "== policy decisions over policy/testdata/corpus.txt (examples/flow.toml)"
+	@$(GO) test -count=1 -run '^$$' -bench Decide -benchtime 20000x ./policy/ | grep -E '^Benchmark'
+	@echo "== sandbox start-up (medians of interleaved rounds)"
+	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchRatios$$' -v ./supervisor/sandbox/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
+	@echo "== runtime exec check (medians of interleaved rounds)"
+	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchExecCheck$$' -v ./supervisor/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok ' 
 
 demo: build
 	@scripts/demo.sh
