@@ -185,6 +185,8 @@ type Status struct {
 	CgroupV      int           `json:"cgroup_version"`
 	RuntimeCheck bool          `json:"runtime_exec_check"`
 	Runs         int           `json:"runs"`
+	Pending      int           `json:"pending_approvals"`
+	Lockdown     bool          `json:"lockdown"`
 	Agents       []AgentStatus `json:"agents"`
 	Errors       []string      `json:"profile_errors,omitempty"`
 }
@@ -197,4 +199,45 @@ type AgentStatus struct {
 	SHA256   string `json:"profile_sha256"`
 	Security string `json:"security"`
 	Runs     int    `json:"runs"`
+	Killed   bool   `json:"killed,omitempty"`
+	Frozen   bool   `json:"frozen,omitempty"`
+	// Rolling counts against the profile's caps.
+	RequestsMinute int `json:"requests_last_minute"`
+	RequestsDay    int `json:"requests_last_day"`
+	ExecsMinute    int `json:"execs_last_minute"`
+	ExecsDay       int `json:"execs_last_day"`
+}
+
+// Approval is a request waiting for a human, for GET /v1/approvals.
+type Approval struct {
+	ID          string     `json:"id"`
+	Agent       string     `json:"agent"`
+	UID         uint32     `json:"uid"`
+	Script      string     `json:"script,omitempty"`
+	Cwd         string     `json:"cwd"`
+	EnvSHA256   string     `json:"env_sha256"`
+	Invocations [][]string `json:"invocations"` // the exact argv lists that asked
+	Nested      bool       `json:"nested,omitempty"`
+	Rule        string     `json:"rule"`
+	Reason      string     `json:"reason"`
+	Created     time.Time  `json:"created"`
+	Expires     time.Time  `json:"expires"`
+}
+
+// ApprovalDecision is the body of POST /v1/approvals/{id}.
+type ApprovalDecision struct {
+	Decision string `json:"decision"` // approve or reject
+	Remember bool   `json:"remember,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// LockdownRequest is the body of POST /v1/lockdown.
+type LockdownRequest struct {
+	On bool `json:"on"`
+}
+
+// AdminResult answers an admin action.
+type AdminResult struct {
+	Message string `json:"message"`
+	Runs    int    `json:"runs,omitempty"` // runs the action touched
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -255,4 +256,35 @@ func (c *Client) Exec(ctx context.Context, req api.ExecRequest, s Streams) (*api
 		return nil, ctx.Err()
 	}
 	return nil, errors.New("event stream ended without an exit event")
+}
+
+// Approvals lists the requests waiting for a human (admin socket).
+func (c *Client) Approvals(ctx context.Context) ([]api.Approval, error) {
+	var a []api.Approval
+	return a, c.getJSON(ctx, http.MethodGet, api.PathApprovals, nil, &a)
+}
+
+// Decide approves or rejects a pending request (admin socket). A second
+// decision on the same id is an *APIError with status 409.
+func (c *Client) Decide(ctx context.Context, id string, d api.ApprovalDecision) (*api.AdminResult, error) {
+	var r api.AdminResult
+	return &r, c.getJSON(ctx, http.MethodPost, api.PathApprovals+"/"+url.PathEscape(id), d, &r)
+}
+
+// AgentAction is kill, freeze, thaw or revive of one agent (admin socket).
+func (c *Client) AgentAction(ctx context.Context, agent, action string) (*api.AdminResult, error) {
+	var r api.AdminResult
+	return &r, c.getJSON(ctx, http.MethodPost, api.PathAgents+url.PathEscape(agent)+"/"+url.PathEscape(action), struct{}{}, &r)
+}
+
+// Lockdown turns the global lockdown on or off (admin socket).
+func (c *Client) Lockdown(ctx context.Context, on bool) (*api.AdminResult, error) {
+	var r api.AdminResult
+	return &r, c.getJSON(ctx, http.MethodPost, api.PathLockdown, api.LockdownRequest{On: on}, &r)
+}
+
+// Reload re-reads every profile (admin socket).
+func (c *Client) Reload(ctx context.Context) (*api.AdminResult, error) {
+	var r api.AdminResult
+	return &r, c.getJSON(ctx, http.MethodPost, api.PathReload, struct{}{}, &r)
 }

@@ -82,6 +82,7 @@ type daemon struct {
 	t         testing.TB
 	audit     string // --audit: "file" (the default, d.auditFile()) or "journal"
 	auditPath string // the file, when not the default
+	config    string // execgate.toml
 	dir       string // everything lives under it
 	work      string // the agent's workdir, owned by agentUID
 	agents    string
@@ -113,6 +114,12 @@ func startDaemon(t testing.TB, profiles ...profile) *daemon {
 // "journal" (the harness's real journald).
 func startDaemonAudit(t testing.TB, sink string, profiles ...profile) *daemon {
 	t.Helper()
+	return startDaemonConfig(t, sink, "", profiles...)
+}
+
+// startDaemonConfig also writes config as the daemon's execgate.toml.
+func startDaemonConfig(t testing.TB, sink, config string, profiles ...profile) *daemon {
+	t.Helper()
 	journaltest.Require(t)
 	build(t)
 	dir, err := os.MkdirTemp("/var/tmp", "execgate-it-")
@@ -120,7 +127,7 @@ func startDaemonAudit(t testing.TB, sink string, profiles ...profile) *daemon {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
-	d := &daemon{t: t, audit: sink, dir: dir, work: filepath.Join(dir, "work"), agents: filepath.Join(dir, "agents")}
+	d := &daemon{t: t, audit: sink, config: config, dir: dir, work: filepath.Join(dir, "work"), agents: filepath.Join(dir, "agents")}
 	os.MkdirAll(d.work, 0o755)
 	os.Chown(d.work, agentUID, agentUID)
 	os.MkdirAll(d.agents, 0o755)
@@ -150,7 +157,7 @@ func (d *daemon) start() {
 	}
 	d.cmd = exec.Command(filepath.Join(binDir, "execgated"), "--agents", d.agents, "--run-dir", filepath.Join(d.dir, "run"),
 		"--state-dir", filepath.Join(d.dir, "state"), "--audit", spec, "--config", filepath.Join(d.dir, "none.toml"))
-	os.WriteFile(filepath.Join(d.dir, "none.toml"), nil, 0o644)
+	os.WriteFile(filepath.Join(d.dir, "none.toml"), []byte(d.config), 0o644)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)

@@ -174,7 +174,7 @@ func decideOne(p *profiles.Profile, inv *shellparse.Invocation, runtime bool) Ve
 		v.Decision, v.Reason = profiles.Allow, "a redirection runs no program"
 		return v
 	}
-	v = decideArgv(p, toArgv(inv), inv.Role, runtime)
+	v = decideArgv(p, toArgv(inv), inv.Dir, inv.Role, runtime)
 	v.Inv = *inv
 	return v
 }
@@ -195,18 +195,24 @@ func toArgv(inv *shellparse.Invocation) profiles.Argv {
 
 // decideArgv applies the rules: deny > ask > allow, with Maybe matches left
 // to the runtime check when there is one.
-func decideArgv(p *profiles.Profile, a profiles.Argv, role shellparse.Role, runtime bool) Verdict {
+func decideArgv(p *profiles.Profile, a profiles.Argv, dir string, role shellparse.Role, runtime bool) Verdict {
 	var v Verdict
 	var yes, maybe [3]*profiles.Rule // indexed by rank
+	var remembered *profiles.Rule
 	for i := range p.Rules {
 		r := &p.Rules[i]
 		k := rank(r.Action)
-		if yes[k] != nil {
+		if yes[k] != nil && !r.Remembered || r.Cwd != "" && r.Cwd != dir {
 			continue
 		}
 		switch r.Pattern.Match(a, r.Action) {
 		case profiles.Yes:
-			yes[k] = r
+			if r.Remembered && remembered == nil {
+				remembered = r
+			}
+			if yes[k] == nil {
+				yes[k] = r
+			}
 		case profiles.Maybe:
 			if maybe[k] == nil {
 				maybe[k] = r
@@ -231,6 +237,9 @@ func decideArgv(p *profiles.Profile, a profiles.Argv, role shellparse.Role, runt
 		return set(profiles.Deny, yes[2], "")
 	case maybe[2] != nil && !runtime:
 		return set(profiles.Deny, maybe[2], unknowable(maybe[2]))
+	case remembered != nil:
+		// An admin approved exactly this before: it no longer asks.
+		return set(profiles.Allow, remembered, "approved before: "+remembered.Reason)
 	case yes[1] != nil:
 		return set(profiles.Ask, yes[1], "")
 	case maybe[1] != nil && !runtime:

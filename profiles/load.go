@@ -41,14 +41,16 @@ type rawProfile struct {
 		ReadOnly []string `toml:"read_only"`
 	} `toml:"files"`
 	Limits struct {
-		Timeout    *string `toml:"timeout"`
-		Memory     any     `toml:"memory"`
-		Pids       *int64  `toml:"pids"`
-		CPU        any     `toml:"cpu"`
-		Output     any     `toml:"output"`
-		Concurrent *int64  `toml:"concurrent"`
-		PerMinute  *int64  `toml:"per_minute"`
-		PerDay     *int64  `toml:"per_day"`
+		Timeout        *string `toml:"timeout"`
+		Memory         any     `toml:"memory"`
+		Pids           *int64  `toml:"pids"`
+		CPU            any     `toml:"cpu"`
+		Output         any     `toml:"output"`
+		Concurrent     *int64  `toml:"concurrent"`
+		PerMinute      *int64  `toml:"per_minute"`
+		PerDay         *int64  `toml:"per_day"`
+		ExecsPerMinute *int64  `toml:"execs_per_minute"`
+		ExecsPerDay    *int64  `toml:"execs_per_day"`
 	} `toml:"limits"`
 	Env struct {
 		Pass *[]string `toml:"pass"`
@@ -70,6 +72,7 @@ type rawRule struct {
 	Action *string `toml:"action"`
 	Reason string  `toml:"reason"`
 	Nested *string `toml:"nested"`
+	Cwd    *string `toml:"cwd"` // remembered approvals only
 }
 
 // Error is one problem in a file, located at file:line.
@@ -283,7 +286,7 @@ func ParseProfile(name string, data []byte, d *Defaults) (*Profile, error) {
 		return nil, f.errs
 	}
 	sum := sha256.Sum256(data)
-	p := &Profile{Name: agent, File: name, SHA256: hex.EncodeToString(sum[:]), UID: -1, GID: -1}
+	p := &Profile{Name: agent, File: name, SHA256: hex.EncodeToString(sum[:]), UID: -1, GID: -1, Locs: map[string]Loc{}}
 	switch {
 	case raw.User != nil && raw.UID != nil:
 		f.errorf("uid", "set user or uid, not both")
@@ -391,6 +394,10 @@ func applyRules(p *Profile, f, bf *file, raw, base *rawProfile) {
 		for i, r := range rules {
 			key := "rule." + strconv.Itoa(i)
 			rule := Rule{Reason: r.Reason, Loc: rf.loc(key)}
+			if r.Cwd != nil {
+				rf.errorf(key+".cwd", "cwd is only for remembered approvals")
+				continue
+			}
 			if r.Match == nil {
 				rf.errorf(key, "rule without match")
 				continue
@@ -484,6 +491,7 @@ func applyFiles(p *Profile, f, bf *file, raw, base *rawProfile) {
 func applyLimits(p *Profile, f, bf *file, raw, base *rawProfile) {
 	rl, bl := &raw.Limits, &base.Limits
 	if v, vf := pick(rl.Timeout, bl.Timeout, f, bf); v != nil {
+		p.Locs["limits.timeout"] = vf.loc("limits.timeout")
 		d, err := time.ParseDuration(*v)
 		if err != nil || d <= 0 {
 			vf.errorf("limits.timeout", "timeout = %q: want a positive duration like \"10m\" or \"90s\"", *v)
@@ -534,12 +542,15 @@ func applyLimits(p *Profile, f, bf *file, raw, base *rawProfile) {
 		{"limits.concurrent", rl.Concurrent, bl.Concurrent, func(n int64) { p.Limits.Concurrent = int(n) }, 1},
 		{"limits.per_minute", rl.PerMinute, bl.PerMinute, func(n int64) { p.Limits.PerMinute = int(n) }, 1},
 		{"limits.per_day", rl.PerDay, bl.PerDay, func(n int64) { p.Limits.PerDay = int(n) }, 1},
+		{"limits.execs_per_minute", rl.ExecsPerMinute, bl.ExecsPerMinute, func(n int64) { p.Limits.ExecsPerMinute = int(n) }, 1},
+		{"limits.execs_per_day", rl.ExecsPerDay, bl.ExecsPerDay, func(n int64) { p.Limits.ExecsPerDay = int(n) }, 1},
 	}
 	for _, l := range ints {
 		v, vf := pick(l.own, l.def, f, bf)
 		if v == nil {
 			continue
 		}
+		p.Locs[l.key] = vf.loc(l.key)
 		if *v < l.min || *v > math.MaxInt32 {
 			vf.errorf(l.key, "%s = %d: want a whole number from %d", l.key[len("limits."):], *v, l.min)
 			continue
@@ -575,6 +586,7 @@ func applyRest(p *Profile, f, bf *file, raw, base *rawProfile) {
 	win, wf := pick(raw.Schedule.Windows, base.Schedule.Windows, f, bf)
 	tz, tf := pick(raw.Schedule.Timezone, base.Schedule.Timezone, f, bf)
 	if win != nil {
+		p.Locs["schedule.windows"] = wf.loc("schedule.windows")
 		s := &Schedule{Loc: time.Local}
 		if tz != nil {
 			loc, err := time.LoadLocation(*tz)

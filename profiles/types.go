@@ -60,8 +60,14 @@ type Rule struct {
 	// NestedAny: every program the matched command starts, at any depth,
 	// is allowed unless a deny or ask rule matches it (nested = "any").
 	NestedAny bool
-	Loc       Loc
-	Pattern   *Pattern
+	// Remembered: an admin approved exactly this before (approve
+	// --remember). It beats ask rules; deny rules still beat it.
+	Remembered bool
+	// Cwd, when set (remembered approvals), limits the rule to commands
+	// run in that working directory.
+	Cwd     string
+	Loc     Loc
+	Pattern *Pattern
 }
 
 // PathList is a [files] list compiled for one agent's home.
@@ -90,8 +96,12 @@ type Limits struct {
 	CPU        float64 // cores
 	Output     int64   // bytes per stream
 	Concurrent int
-	PerMinute  int
-	PerDay     int
+	PerMinute  int // requests per rolling minute
+	PerDay     int // requests per rolling 24 hours
+	// Programs started inside runs (nested execs), counted apart from
+	// requests: a build runs hundreds.
+	ExecsPerMinute int
+	ExecsPerDay    int
 }
 
 // Profile is one agent's loaded, validated profile with defaults applied.
@@ -126,6 +136,17 @@ type Profile struct {
 
 	// SecurityLoc and AskLoc say where the mode was set, for reasons.
 	SecurityLoc, AskLoc Loc
+	// Locs says where other settings were written ("limits.per_minute",
+	// "schedule.windows"), in the profile or in execgate.toml's defaults.
+	Locs map[string]Loc
+}
+
+// LocOf returns where a setting such as "limits.concurrent" was written.
+func (p *Profile) LocOf(key string) Loc {
+	if l, ok := p.Locs[key]; ok {
+		return l
+	}
+	return Loc{File: p.File}
 }
 
 // AuditOptions is the profile's [audit] table.

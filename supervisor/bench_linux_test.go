@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/execgate/execgate/api"
 	"github.com/execgate/execgate/audit"
 	"github.com/execgate/execgate/profiles"
 	"github.com/execgate/execgate/supervisor/sandbox"
@@ -79,7 +80,7 @@ deny_read = ["**/.env"]
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		if check {
-			spec.ExecCheck = s.execChecker(ri, newEventStream(httptest.NewRecorder()), []string{spec.Shell, "-c", script}, cancel)
+			spec.ExecCheck = s.execChecker(ctx, ri, api.ExecRequest{Script: script}, newEventStream(httptest.NewRecorder()), []string{spec.Shell, "-c", script}, nil, cancel)
 		}
 		start := time.Now()
 		res, err := r.Run(ctx, spec)

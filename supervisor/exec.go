@@ -399,33 +399,82 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req a
 	if err := s.writeDecisions(ri, res); err != nil {
 		return refused(125, http.StatusServiceUnavailable, api.Error{Error: "the audit log cannot be written, so nothing runs: " + err.Error(), ID: ri.id})
 	}
-	if res.Decision != profiles.Allow {
-		e := api.Error{Error: string(res.Decision) + ": " + res.Line(), ID: ri.id, Decision: string(res.Decision),
-			Invocation: res.Decisive.Invocation(), Rule: res.Decisive.Rule.String(), Reason: res.Decisive.Reason}
-		if res.Decision == profiles.Ask {
-			e.Error = "needs approval, and this daemon has no approval service yet: " + res.Line()
+	// Switches, schedule and caps: each refusal is a decision of its own,
+	// with its own reason.
+	deny := func(status int, reason string, rule profiles.Loc) outcome {
+		s.sink.Write(ri.record(audit.EventDecision, audit.PriWarning, "DENY "+reason).Set(audit.FieldDecision, "deny").
+			Set(audit.FieldReason, reason).Set(audit.FieldRule, rule.String()))
+		return refused(126, status, api.Error{Error: "deny: " + reason, ID: ri.id, Decision: "deny", Reason: reason, Rule: rule.String()})
+	}
+	if why := s.switches.refusal(prof.Name); why != "" {
+		return deny(http.StatusForbidden, why, profiles.Loc{File: filepath.Join(s.cfg.StateDir, "switches.json")})
+	}
+	if why := scheduleRefusal(prof, s.now()); why != "" {
+		return deny(http.StatusForbidden, why, prof.LocOf("schedule.windows"))
+	}
+	if why, key := s.caps.request(prof, s.now()); why != "" {
+		return deny(http.StatusTooManyRequests, why, prof.LocOf(key))
+	}
+
+	var out *eventStream
+	startStream := func() {
+		if out != nil {
+			return
 		}
-		return refused(126, http.StatusForbidden, e)
+		if stdin != nil {
+			// Read stdin while writing the stream: full duplex HTTP/1.1.
+			if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+				stdin = nil
+			}
+		}
+		w.Header().Set("Content-Type", api.ContentTypeNDJSON)
+		w.WriteHeader(http.StatusOK)
+		out = newEventStream(w)
+	}
+	var approved [][]string
+	switch res.Decision {
+	case profiles.Deny:
+		return refused(126, http.StatusForbidden, api.Error{Error: "deny: " + res.Line(), ID: ri.id, Decision: "deny",
+			Invocation: res.Decisive.Invocation(), Rule: res.Decisive.Rule.String(), Reason: res.Decisive.Reason})
+	case profiles.Ask:
+		var asks []asked
+		for _, v := range res.Verdicts {
+			if v.Decision == profiles.Ask {
+				asks = append(asks, asked{argv: v.Argv(), program: v.Inv.Prog})
+			}
+		}
+		if len(asks) == 0 { // ask = "always"
+			for _, v := range res.Verdicts {
+				asks = append(asks, asked{argv: v.Argv(), program: v.Inv.Prog})
+			}
+		}
+		d := res.Decisive
+		startStream()
+		out.send(api.Event{Event: api.EventPending, ID: ri.id, Invocation: d.Invocation(), Rule: d.Rule.String(), Reason: d.Reason})
+		h := s.askHuman(r.Context(), ri, req, asks, d.Rule, d.Reason, false, nil)
+		if !h.approve {
+			out.send(api.Event{Event: api.EventDenied, ID: ri.id, Invocation: d.Invocation(), Rule: d.Rule.String(), Reason: h.state + ": " + h.reason})
+			code := 126
+			return outcome{code: 126, stream: out, last: &api.Event{Event: api.EventExit, ID: ri.id, Code: &code}}
+		}
+		for _, a := range asks {
+			approved = append(approved, a.argv)
+		}
 	}
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	if msg := s.register(ri, req, cancel); msg != "" {
-		s.sink.Write(ri.record(audit.EventDecision, audit.PriWarning, "DENY "+msg).Set(audit.FieldDecision, "deny").
-			Set(audit.FieldReason, msg).Set(audit.FieldRule, profiles.Loc{File: prof.File}.String()))
-		return refused(126, http.StatusTooManyRequests, api.Error{Error: msg, ID: ri.id, Decision: "deny", Reason: msg})
+		if out != nil {
+			code := 126
+			out.send(api.Event{Event: api.EventDenied, ID: ri.id, Reason: msg, Rule: prof.LocOf("limits.concurrent").String()})
+			return outcome{code: 126, stream: out, last: &api.Event{Event: api.EventExit, ID: ri.id, Code: &code}}
+		}
+		return deny(http.StatusTooManyRequests, msg, prof.LocOf("limits.concurrent"))
 	}
 	defer s.unregister(ri)
 
-	if stdin != nil {
-		// Read stdin while writing the stream: full duplex HTTP/1.1.
-		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
-			stdin = nil
-		}
-	}
-	w.Header().Set("Content-Type", api.ContentTypeNDJSON)
-	w.WriteHeader(http.StatusOK)
-	out := newEventStream(w)
+	startStream()
 	out.send(api.Event{Event: api.EventAccepted, ID: ri.id})
 
 	spec := s.spec(prof, ri, req, cwd, env)
@@ -437,7 +486,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req a
 			SetInt(audit.FieldPid, int64(pid)).Set(audit.FieldCgroup, cgroup))
 	}
 	if s.runtimeCheck {
-		spec.ExecCheck = s.execChecker(ri, out, append([]string{spec.Shell, "-c", spec.Script}, spec.Args...), cancel)
+		spec.ExecCheck = s.execChecker(ctx, ri, req, out, append([]string{spec.Shell, "-c", spec.Script}, spec.Args...), approved, cancel)
 	}
 	result, err := s.runner.Run(ctx, spec)
 	if err != nil {

@@ -48,7 +48,9 @@ func (s script) continues(argv []string) bool {
 
 // execChecker decides every exec of one run. It is called from one
 // goroutine per run (execwatch.Watch), so its state needs no lock.
-func (s *Server) execChecker(ri *reqInfo, out *eventStream, argv []string, kill context.CancelFunc) execwatch.Decide {
+// approved are the argv lists a human approved for this run (a static
+// ask): their execs do not ask again.
+func (s *Server) execChecker(ctx context.Context, ri *reqInfo, req api.ExecRequest, out *eventStream, argv []string, approved [][]string, kill context.CancelFunc) execwatch.Decide {
 	first := true
 	free := map[int]mark{}
 	scripts := map[int]script{}
@@ -71,9 +73,24 @@ func (s *Server) execChecker(ri *reqInfo, out *eventStream, argv []string, kill 
 			}
 			v = policy.DecideExec(ri.prof, pe)
 		}
+		if v.Decision != profiles.Deny && e.Err == nil {
+			if why, key := s.caps.exec(ri.prof, s.now()); why != "" {
+				v = policy.Verdict{Decision: profiles.Deny, Rule: ri.prof.LocOf(key), Reason: why}
+			}
+		}
+		if v.Decision == profiles.Ask && slices.ContainsFunc(approved, func(a []string) bool { return slices.Equal(a, e.Argv) }) {
+			v.Decision, v.Reason = profiles.Allow, "approved for this run: "+v.Reason
+		}
 		if v.Decision == profiles.Ask {
-			v.Decision = profiles.Deny
-			v.Reason = "needs approval, and approvals of nested programs are not available yet: " + v.Reason
+			// The exec waits in the kernel while a human decides.
+			h := s.askHuman(ctx, ri, req, []asked{{argv: e.Argv, program: e.Resolved}}, v.Rule, v.Reason, true, func(a api.Approval) {
+				out.send(api.Event{Event: api.EventPending, ID: a.ID, Invocation: shellJoin(e.Argv, e.Path), Rule: v.Rule.String(), Reason: v.Reason})
+			})
+			if h.approve {
+				v.Decision, v.Reason = profiles.Allow, h.reason
+			} else {
+				v.Decision, v.Reason = profiles.Deny, h.state+": "+h.reason
+			}
 		}
 		if err := s.sink.Write(execRecord(ri, e, &v)); err != nil {
 			// The audit trail is gone: the run must not go on unrecorded.

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 
 	"github.com/execgate/execgate/profiles"
@@ -22,6 +23,13 @@ type registry struct {
 // are both left out, since the caller could not be told which one applies.
 func loadRegistry(cfg *profiles.Config, prev *registry) *registry {
 	ps, errs := profiles.LoadDir(cfg.AgentsDir, cfg.Defaults)
+	// Remembered approvals are a lower layer under each profile.
+	for name, p := range ps {
+		if err := p.AddApproved(filepath.Join(cfg.StateDir, "approved", name+".toml"), nil); err != nil {
+			errs[name] = err
+			delete(ps, name)
+		}
+	}
 	r := &registry{byUID: map[uint32]*profiles.Profile{}, byName: map[string]*profiles.Profile{}}
 	if ps == nil {
 		ps = map[string]*profiles.Profile{}

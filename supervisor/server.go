@@ -25,6 +25,8 @@ import (
 type Runner interface {
 	Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error)
 	Kill(id string) bool
+	KillAgent(agent string) int
+	FreezeAgent(agent string, on bool) (int, error)
 }
 
 // Version is reported by /v1/status; set at build time.
@@ -53,6 +55,10 @@ type Server struct {
 	runs     map[string]*runState
 	perAgent map[string]int
 	wg       sync.WaitGroup // running runs
+
+	switches *switches
+	pending  pending
+	caps     caps
 }
 
 // Option configures a Server.
@@ -78,6 +84,11 @@ func NewServer(cfg *profiles.Config, runner Runner, sink audit.Sink, opts ...Opt
 	for _, o := range opts {
 		o(s)
 	}
+	sw, err := loadSwitches(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	s.switches = sw
 	for _, g := range cfg.AdminGroups {
 		if grp, err := user.LookupGroup(g); err == nil {
 			if id, err := strconv.ParseUint(grp.Gid, 10, 32); err == nil {
@@ -178,6 +189,11 @@ func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+api.PathStatus, s.admin(s.handleStatus))
 	mux.HandleFunc("GET "+api.PathRuns, s.admin(s.handleRuns))
+	mux.HandleFunc("GET "+api.PathApprovals, s.admin(s.handleApprovals))
+	mux.HandleFunc("POST "+api.PathApprovals+"/{id}", s.admin(s.handleDecide))
+	mux.HandleFunc("POST "+api.PathAgents+"{name}/{action}", s.admin(s.handleAgentAction))
+	mux.HandleFunc("POST "+api.PathLockdown, s.admin(s.handleLockdown))
+	mux.HandleFunc("POST "+api.PathReload, s.admin(s.handleReload))
 	mux.HandleFunc("/", s.admin(func(w http.ResponseWriter, r *http.Request, _ Peer) {
 		writeError(w, http.StatusNotFound, api.Error{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	}))
@@ -263,11 +279,17 @@ func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ Peer) {
 	reg := s.reg.Load()
 	st := api.Status{Version: Version, Started: s.started, Audit: s.auditName, CgroupV: s.cgroupV, RuntimeCheck: s.runtimeCheck}
+	sw := s.switches.get()
+	st.Lockdown = sw.Lockdown
+	st.Pending = len(s.pending.list())
+	now := s.now()
 	s.mu.Lock()
 	st.Runs = len(s.runs)
 	for _, p := range reg.byName {
-		st.Agents = append(st.Agents, api.AgentStatus{Name: p.Name, UID: uint32(p.UID), Profile: p.File, SHA256: p.SHA256,
-			Security: string(p.Security), Runs: s.perAgent[p.Name]})
+		a := api.AgentStatus{Name: p.Name, UID: uint32(p.UID), Profile: p.File, SHA256: p.SHA256,
+			Security: string(p.Security), Runs: s.perAgent[p.Name], Killed: sw.Agents[p.Name].Killed, Frozen: sw.Agents[p.Name].Frozen}
+		a.RequestsMinute, a.RequestsDay, a.ExecsMinute, a.ExecsDay = s.caps.counts(p.Name, now)
+		st.Agents = append(st.Agents, a)
 	}
 	s.mu.Unlock()
 	sortAgents(st.Agents)

@@ -47,11 +47,25 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 			return printJSON(stdout, st)
 		}
 		fmt.Fprintf(stdout, "execgated %s, up since %s\n", st.Version, st.Started.Local().Format(time.DateTime))
-		fmt.Fprintf(stdout, "audit: %s   cgroup v%d   runtime exec check: %v   runs: %d\n", st.Audit, st.CgroupV, onOff(st.RuntimeCheck), st.Runs)
+		fmt.Fprintf(stdout, "audit: %s   cgroup v%d   runtime exec check: %v   runs: %d   pending approvals: %d\n", st.Audit, st.CgroupV, onOff(st.RuntimeCheck), st.Runs, st.Pending)
+		if st.Lockdown {
+			fmt.Fprintln(stdout, "LOCKDOWN: every request is refused (execgate lockdown off)")
+		}
+		if !st.RuntimeCheck {
+			fmt.Fprintln(stdout, "DEGRADED: no runtime exec check; only static decisions and the sandbox stand")
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "AGENT\tUID\tSECURITY\tRUNS\tPROFILE\tSHA256")
+		fmt.Fprintln(tw, "AGENT\tUID\tSECURITY\tSTATE\tRUNS\tREQ/MIN\tREQ/DAY\tEXEC/MIN\tPROFILE\tSHA256")
 		for _, a := range st.Agents {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%.12s\n", a.Name, a.UID, a.Security, a.Runs, a.Profile, a.SHA256)
+			state := "ok"
+			switch {
+			case a.Killed:
+				state = "KILLED"
+			case a.Frozen:
+				state = "FROZEN"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%.12s\n", a.Name, a.UID, a.Security, state, a.Runs,
+				a.RequestsMinute, a.RequestsDay, a.ExecsMinute, a.Profile, a.SHA256)
 		}
 		tw.Flush()
 		for _, e := range st.Errors {

@@ -29,6 +29,15 @@ var commands = []command{
 	{"journal", journalUsage, runJournal},
 	{"status", "status [-o short|json]", runStatus},
 	{"runs", "runs [-o short|json]", runRuns},
+	{"approvals", "approvals [-o short|json]", runApprovals},
+	{"approve", "approve ID [--remember] [--reason R]", decideCmd("approve")},
+	{"reject", "reject ID [--reason R]", decideCmd("reject")},
+	{"kill", "kill AGENT", agentCmd("kill")},
+	{"freeze", "freeze AGENT", agentCmd("freeze")},
+	{"thaw", "thaw AGENT", agentCmd("thaw")},
+	{"revive", "revive AGENT", agentCmd("revive")},
+	{"lockdown", "lockdown on|off", runLockdown},
+	{"reload", "reload", runReload},
 	{"mcp", "mcp   (MCP server on stdio with one tool, run_command)", runMCP},
 }
 

@@ -180,6 +180,17 @@ func (r *v1Run) kill() error {
 	return nil
 }
 
+func (r *v1Run) freeze(on bool) error {
+	state := "THAWED"
+	if on {
+		state = "FROZEN"
+	}
+	if err := os.WriteFile(path.Join(r.freezer(), "freezer.state"), []byte(state), 0); err != nil {
+		return fmt.Errorf("cgroup v1: %s %s: %w", strings.ToLower(state), r.path, err)
+	}
+	return nil
+}
+
 func (r *v1Run) stats() cgroupStats {
 	return cgroupStats{
 		cpu:         time.Duration(readInt(r.file(cgroup1.Cpuacct, "cpuacct.usage"))),

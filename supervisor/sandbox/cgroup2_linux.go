@@ -148,6 +148,17 @@ func (r *v2Run) kill() error {
 	return nil
 }
 
+func (r *v2Run) freeze(on bool) error {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	if err := os.WriteFile(path.Join(r.dir, "cgroup.freeze"), []byte(v), 0); err != nil {
+		return fmt.Errorf("cgroup v2: freeze=%s %s: %w", v, r.path, err)
+	}
+	return nil
+}
+
 func (r *v2Run) stats() cgroupStats {
 	return cgroupStats{
 		cpu:         time.Duration(readKey(path.Join(r.dir, "cpu.stat"), "usage_usec")) * time.Microsecond,

@@ -38,6 +38,8 @@ type runCgroup interface {
 	add(pid int) error
 	// kill SIGKILLs every process in the cgroup.
 	kill() error
+	// freeze stops (true) or resumes (false) every process in the cgroup.
+	freeze(on bool) error
 	// stats reads the accounting; call it before remove.
 	stats() cgroupStats
 	// remove kills what is left, waits for the cgroup to empty, removes it.

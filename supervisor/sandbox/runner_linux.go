@@ -596,6 +596,27 @@ func (r *Runner) KillAgent(agent string) int {
 	return len(runs)
 }
 
+// FreezeAgent stops (on) or resumes every running run of agent, all the
+// processes of each, and returns how many runs it changed. A run's timeout
+// keeps counting while it is frozen.
+func (r *Runner) FreezeAgent(agent string, on bool) (int, error) {
+	r.mu.Lock()
+	var cgs []runCgroup
+	for _, a := range r.active {
+		a.mu.Lock()
+		if a.agent == agent && a.cg != nil {
+			cgs = append(cgs, a.cg)
+		}
+		a.mu.Unlock()
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, cg := range cgs {
+		errs = append(errs, cg.freeze(on))
+	}
+	return len(cgs), errors.Join(errs...)
+}
+
 // Leftovers lists run cgroups under the root that this Runner is not
 // running, such as those of a daemon that died.
 func (r *Runner) Leftovers() ([]Leftover, error) {

@@ -24,6 +24,9 @@ func (r *Runner) Kill(id string) bool { return false }
 // KillAgent finds nothing outside Linux.
 func (r *Runner) KillAgent(agent string) int { return 0 }
 
+// FreezeAgent is not supported here.
+func (r *Runner) FreezeAgent(agent string, on bool) (int, error) { return 0, ErrUnsupported }
+
 // Leftovers fails outside Linux.
 func (r *Runner) Leftovers() ([]Leftover, error) { return nil, ErrUnsupported }
 

@@ -1,0 +1,212 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/execgate/execgate/api"
+	"github.com/execgate/execgate/audit"
+	"github.com/execgate/execgate/profiles"
+)
+
+// asked is one invocation that needs a human: its argv as the agent wrote
+// it and the program file it resolved to (a remembered rule names the
+// file, not the name).
+type asked struct {
+	argv    []string
+	program string
+}
+
+// approval is a request (or a nested exec) held until an admin decides.
+type approval struct {
+	api.Approval
+	asks     []asked
+	decision chan verdictOfHuman // buffered 1; the first decision wins
+	once     sync.Once
+}
+
+type verdictOfHuman struct {
+	approve  bool
+	remember bool
+	reviewer uint32
+	reason   string
+	state    string // approved, rejected, expired
+}
+
+// pending holds the approvals waiting; each is single-use.
+type pending struct {
+	mu sync.Mutex
+	m  map[string]*approval
+}
+
+func (p *pending) add(a *approval) {
+	p.mu.Lock()
+	if p.m == nil {
+		p.m = map[string]*approval{}
+	}
+	p.m[a.ID] = a
+	p.mu.Unlock()
+}
+
+func (p *pending) remove(id string) {
+	p.mu.Lock()
+	delete(p.m, id)
+	p.mu.Unlock()
+}
+
+func (p *pending) get(id string) *approval {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[id]
+}
+
+func (p *pending) list() []api.Approval {
+	p.mu.Lock()
+	out := make([]api.Approval, 0, len(p.m))
+	for _, a := range p.m {
+		out = append(out, a.Approval)
+	}
+	p.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out
+}
+
+// decide settles an approval once; later calls report false.
+func (a *approval) decide(v verdictOfHuman) bool {
+	ok := false
+	a.once.Do(func() {
+		a.decision <- v
+		ok = true
+	})
+	return ok
+}
+
+func envHash(env map[string]string) string {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\x00", k, env[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// askHuman holds a request until an admin approves or rejects it, the
+// approval times out (denied), or ctx ends (the client left). The approval
+// is bound to this very request: its exact argv lists, cwd, environment
+// and agent; it cannot be used by any other.
+func (s *Server) askHuman(ctx context.Context, ri *reqInfo, req api.ExecRequest, asks []asked, rule profiles.Loc, reason string, nested bool, onPending func(api.Approval)) verdictOfHuman {
+	now := s.now()
+	a := &approval{asks: asks, decision: make(chan verdictOfHuman, 1)}
+	a.Approval = api.Approval{ID: ri.id, Agent: ri.prof.Name, UID: ri.peer.UID, Script: req.Script, Cwd: ri.cwd,
+		EnvSHA256: envHash(req.Env), Nested: nested, Rule: rule.String(), Reason: reason, Created: now, Expires: now.Add(s.cfg.ApprovalTimeout)}
+	if nested {
+		a.ID = ri.id + "-" + newID()[:6] // one run may ask more than once
+	}
+	for _, x := range asks {
+		a.Invocations = append(a.Invocations, x.argv)
+	}
+	s.pending.add(a)
+	defer s.pending.remove(a.ID)
+	if onPending != nil {
+		onPending(a.Approval)
+	}
+	s.notifyApprovers(a.Approval)
+
+	timer := time.NewTimer(s.cfg.ApprovalTimeout)
+	defer timer.Stop()
+	var v verdictOfHuman
+	select {
+	case v = <-a.decision:
+	case <-timer.C:
+		if a.decide(verdictOfHuman{state: "expired", reason: fmt.Sprintf("no admin decided within approval_timeout (%s)", s.cfg.ApprovalTimeout)}) {
+			v = <-a.decision
+		} else {
+			v = <-a.decision // an admin decided at the last moment
+		}
+	case <-ctx.Done():
+		a.decide(verdictOfHuman{state: "rejected", reason: "the client went away"})
+		v = <-a.decision
+	}
+	pri := audit.PriInfo
+	if !v.approve {
+		pri = audit.PriWarning
+	}
+	argv, _ := json.Marshal(a.Invocations)
+	rec := ri.record(audit.EventApproval, pri, fmt.Sprintf("%s %s", strings.ToUpper(v.state), joinAsks(asks))).
+		Set(audit.FieldDecision, v.state).Set(audit.FieldArgv, string(argv)).Set(audit.FieldRule, rule.String()).
+		Set(audit.FieldReason, v.reason)
+	if v.state != "expired" && v.reason != "the client went away" {
+		rec.SetInt(audit.FieldReviewerUID, int64(v.reviewer))
+	}
+	if err := s.sink.Write(rec); err != nil {
+		// No record of the approval: it does not count.
+		v.approve = false
+		v.reason = "the approval could not be recorded: " + err.Error()
+	}
+	if v.approve && v.remember {
+		s.remember(ri, asks, v.reviewer)
+	}
+	return v
+}
+
+func joinAsks(asks []asked) string {
+	var parts []string
+	for _, a := range asks {
+		parts = append(parts, strings.Join(a.argv, " "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// remember appends a precise allow rule per asked invocation to the
+// agent's remembered approvals and reloads, so the next identical request
+// runs without asking.
+func (s *Server) remember(ri *reqInfo, asks []asked, reviewer uint32) {
+	path := filepath.Join(s.cfg.StateDir, "approved", ri.prof.Name+".toml")
+	for _, a := range asks {
+		match := profiles.ExactPattern(a.program, a.argv)
+		reason := fmt.Sprintf("approved by uid %d on %s for run %s", reviewer, s.now().UTC().Format(time.RFC3339), ri.id)
+		if err := profiles.AppendApproved(path, match, ri.cwd, reason); err != nil {
+			logf("remember approval of run %s: %v", ri.id, err)
+			s.sink.Write(ri.record(audit.EventError, audit.PriErr, "cannot remember approval: "+err.Error()).Set(audit.FieldReason, err.Error()))
+			return
+		}
+	}
+	if err := s.Reload(); err != nil {
+		logf("reload after remembering run %s: %v", ri.id, err)
+	}
+}
+
+// notifyApprovers runs approval_command with the pending request as JSON
+// on stdin. It only tells; its failure never approves anything.
+func (s *Server) notifyApprovers(a api.Approval) {
+	if len(s.cfg.ApprovalCommand) == 0 {
+		return
+	}
+	b, _ := json.Marshal(a)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, s.cfg.ApprovalCommand[0], s.cfg.ApprovalCommand[1:]...)
+		cmd.Stdin = bytes.NewReader(b)
+		cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			msg := fmt.Sprintf("approval_command for %s failed: %v: %.200s", a.ID, err, out)
+			logf("%s", msg)
+			s.sink.Write(audit.New(audit.EventError, audit.PriErr, msg).Set(audit.FieldID, a.ID).Set(audit.FieldReason, msg))
+		}
+	}()
+}
