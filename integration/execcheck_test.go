@@ -43,6 +43,8 @@ var bypasses = []struct{ name, script string }{
 	{"symlink", `ln -s /usr/bin/git ./g && ./g checkout -b x`},
 	{"git alias", `git -c alias.co=checkout co -b x`},
 	{"awk system", `awk 'BEGIN{system("git checkout -b x")}'`},
+	{"renamed copy", `cp /usr/bin/git ./mygit && ./mygit checkout -b x`},
+	{"copy in private tmp", `cp /usr/bin/git /tmp/g && /tmp/g -C "$PWD" checkout -b x`},
 }
 
 // gitRepo makes the workdir a repository the agent owns, with an npm
@@ -100,7 +102,8 @@ func TestRuntimeExecCheck(t *testing.T) {
 				t.Fatalf("no denied exec record for %q", bp.script)
 			}
 			last := mine[len(mine)-1]
-			if last.Fields[audit.FieldRule] != "bot.toml:6" || last.Fields[audit.FieldPid] == "" || last.Fields[audit.FieldParents] == "" || last.Fields[audit.FieldProgram] != "/usr/bin/git" {
+			if last.Fields[audit.FieldRule] != "bot.toml:6" || last.Fields[audit.FieldPid] == "" || last.Fields[audit.FieldParents] == "" || (last.Fields[audit.FieldProgram] != "/usr/bin/git" && !strings.Contains(bp.script, "cp /usr/bin/git")) ||
+				strings.Contains(last.Fields[audit.FieldParents], "execgated") {
 				t.Errorf("exec record: %v", last.Fields)
 			}
 		})

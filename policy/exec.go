@@ -14,6 +14,9 @@ type Exec struct {
 	Alias string // trusted link name it was called by, if any
 	Argv  []string
 	Cwd   string
+	// Identity is the program a rule names whose content this file has
+	// (a renamed copy), if any.
+	Identity string
 	// UnderAny names the allow rule with nested = "any" that allowed an
 	// ancestor of this process, if one did.
 	UnderAny *profiles.Rule
@@ -41,8 +44,11 @@ func DecideExec(p *profiles.Profile, e Exec) Verdict {
 		// execve(path, NULL): the program sees no argv[0]; match it by path.
 		args = []shellparse.Word{{Text: e.Path}}
 	}
-	inv := shellparse.Invocation{Args: args, Prog: e.Path, Alias: e.Alias, Dir: e.Cwd}
+	inv := shellparse.Invocation{Args: args, Prog: e.Path, Alias: e.Alias, Dir: e.Cwd, Identity: e.Identity}
 	name := shellparse.ToolName(args[0].Text, shellparse.Program{Path: e.Path, Alias: e.Alias})
+	if e.Identity != "" {
+		name = e.Identity // a copy of git is normalised as git
+	}
 	if norm, _ := shellparse.Normalize(name, args, ""); len(norm) > 0 {
 		inv.Norm = norm
 	}

@@ -182,7 +182,7 @@ func decideOne(p *profiles.Profile, inv *shellparse.Invocation, runtime bool) Ve
 // toArgv converts a parsed invocation for matching.
 func toArgv(inv *shellparse.Invocation) profiles.Argv {
 	args := inv.MatchArgs()
-	a := profiles.Argv{Path: inv.Prog, Alias: inv.Alias, Unresolvable: inv.Unresolvable}
+	a := profiles.Argv{Path: inv.Prog, Alias: inv.Alias, Unresolvable: inv.Unresolvable, Identity: inv.Identity}
 	if w := args[0]; w.Known() {
 		a.Name = w.Text
 	}

@@ -43,6 +43,9 @@ type Argv struct {
 	// changed PATH). Any program could run, so no rule can say No for sure
 	// and no allow rule can say Yes.
 	Unresolvable bool
+	// Identity is the name of a program a rule names whose file content
+	// this one has: a copy of /usr/bin/git under another name is git.
+	Identity string
 	Args         []Word // argv[1:]
 }
 
@@ -357,6 +360,9 @@ func (m *wordMatcher) matchProg(a Argv, act Action) Tri {
 		if a.Alias != "" {
 			names = append(names, a.Alias)
 		}
+		if a.Identity != "" {
+			names = append(names, a.Identity)
+		}
 		if a.Name != "" && (act != Allow || a.Path == "" && !strings.Contains(a.Name, "/")) {
 			names = append(names, path.Base(a.Name))
 		}
@@ -372,6 +378,15 @@ func (m *wordMatcher) matchProg(a Argv, act Action) Tri {
 		return Maybe
 	}
 	return No
+}
+
+// Programs returns the program names the pattern's first word names
+// literally (git for "git {checkout,switch} **"): not globs, not paths.
+func (p *Pattern) Programs() []string {
+	if p.anyCommand || p.prog.kind != wLit || p.prog.abs {
+		return nil
+	}
+	return p.prog.alts
 }
 
 // Match reports whether the pattern covers the whole argv. act is the rule's

@@ -74,6 +74,9 @@ type Invocation struct {
 	// Unresolvable: the program word is known but which file it runs is
 	// not (the script changed PATH, or cd'd before a relative path).
 	Unresolvable bool
+	// Identity names the known program whose content the file has (a
+	// copy of git under another name); set by the runtime check.
+	Identity string
 	Role         Role
 	Redirects    []Redirect
 	// Pos is where the invocation starts in the top-level script. Commands

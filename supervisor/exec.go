@@ -192,10 +192,11 @@ func (s *Server) runList() []api.Run {
 
 // reqInfo carries what every record of one request repeats.
 type reqInfo struct {
-	id   string
-	prof *profiles.Profile
-	peer Peer
-	cwd  string
+	id      string
+	prof    *profiles.Profile
+	peer    Peer
+	cwd     string
+	initPid int // the run's init (host pid), once started
 }
 
 func (ri *reqInfo) record(ev audit.Event, pri int, msg string) *audit.Record {
@@ -482,6 +483,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req a
 	spec.Stdout, spec.Stderr = out.writer(api.EventStdout), out.writer(api.EventStderr)
 	spec.OnStart = func(pid int, cgroup string) error {
 		// Written before any of the agent's code runs: no record, no run.
+		ri.initPid = pid
 		return s.sink.Write(ri.record(audit.EventStart, audit.PriInfo, fmt.Sprintf("START pid %d cgroup %s", pid, cgroup)).
 			SetInt(audit.FieldPid, int64(pid)).Set(audit.FieldCgroup, cgroup))
 	}

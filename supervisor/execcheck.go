@@ -64,10 +64,12 @@ func (s *Server) execChecker(ctx context.Context, ri *reqInfo, req api.ExecReque
 			}
 		}
 		var v policy.Verdict
+		var identity string
 		if e.Err != nil {
 			v = policy.Verdict{Decision: profiles.Deny, Rule: profiles.Loc{File: ri.prof.File}, Reason: "cannot be checked: " + e.Err.Error()}
 		} else {
-			pe := policy.Exec{Path: e.Resolved, Alias: e.Alias, Argv: e.Argv, Cwd: e.Cwd, UnderAny: underAny(e.Pid, free)}
+			identity = s.reg.Load().bins.identify(e.Pid, e.Resolved)
+			pe := policy.Exec{Path: e.Resolved, Alias: e.Alias, Argv: e.Argv, Cwd: e.Cwd, UnderAny: underAny(e.Pid, free), Identity: identity}
 			if sc, ok := scripts[e.Pid]; ok && sc.continues(e.Argv) {
 				pe.Continues = sc.rule
 			}
@@ -92,7 +94,7 @@ func (s *Server) execChecker(ctx context.Context, ri *reqInfo, req api.ExecReque
 				v.Decision, v.Reason = profiles.Deny, h.state+": "+h.reason
 			}
 		}
-		if err := s.sink.Write(execRecord(ri, e, &v)); err != nil {
+		if err := s.sink.Write(execRecord(ri, e, &v, identity)); err != nil {
 			// The audit trail is gone: the run must not go on unrecorded.
 			logf("audit: %v: killing run %s", err, ri.id)
 			kill()
@@ -135,11 +137,11 @@ func underAny(pid int, free map[int]mark) *profiles.Rule {
 	return nil
 }
 
-// parents describes the caller's ancestry for a denial record:
-// "412 find < 410 bash".
-func parents(e *execwatch.Exec) string {
+// parents describes the caller's ancestry inside the run for a denial
+// record: "412 find < 410 bash", up to the run's init.
+func parents(e *execwatch.Exec, initPid int) string {
 	var chain []string
-	for pid, steps := e.PPid, 0; pid > 1 && steps < 16; steps++ {
+	for pid, steps := e.PPid, 0; pid > 1 && pid != initPid && steps < 16; steps++ {
 		st, err := execwatch.ProcStat(pid)
 		if err != nil {
 			break
@@ -157,7 +159,7 @@ func shellJoin(argv []string, path string) string {
 	return strings.Join(argv, " ")
 }
 
-func execRecord(ri *reqInfo, e *execwatch.Exec, v *policy.Verdict) *audit.Record {
+func execRecord(ri *reqInfo, e *execwatch.Exec, v *policy.Verdict, identity string) *audit.Record {
 	pri := audit.PriInfo
 	word := "EXEC"
 	if v.Decision != profiles.Allow {
@@ -179,7 +181,10 @@ func execRecord(ri *reqInfo, e *execwatch.Exec, v *policy.Verdict) *audit.Record
 		Set(audit.FieldRule, v.Rule.String()).Set(audit.FieldReason, v.Reason).SetInt(audit.FieldPid, int64(e.Pid)).
 		SetInt(audit.FieldPPid, int64(e.PPid)).Set(audit.FieldCwd, e.Cwd).Set(audit.FieldProgram, e.Resolved)
 	if v.Decision != profiles.Allow {
-		rec.Set(audit.FieldParents, parents(e))
+		rec.Set(audit.FieldParents, parents(e, ri.initPid))
+	}
+	if identity != "" {
+		rec.Set(audit.FieldProgram, e.Resolved+" (a copy of "+identity+")")
 	}
 	return rec
 }

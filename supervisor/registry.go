@@ -15,6 +15,7 @@ type registry struct {
 	byName map[string]*profiles.Profile
 	errs   []error
 	kept   []string // agents whose broken profile left the last good one in force
+	bins   *binIndex
 }
 
 // loadRegistry loads every profile in the agents dir. A profile that fails
@@ -68,6 +69,7 @@ func loadRegistry(cfg *profiles.Config, prev *registry) *registry {
 	for _, p := range r.byUID {
 		r.byName[p.Name] = p
 	}
+	r.bins = newBinIndex(r.byName)
 	return r
 }
 
