@@ -132,14 +132,25 @@ func TestAuditEveryEvent(t *testing.T) {
 	}
 }
 
-// TestAuditLoad: 5,000 mixed requests from 32 clients; each run id has
-// exactly one request and one end record, and every decision is present.
+// TestAuditLoad: 10,000 mixed allow/deny requests from 32 clients. Each
+// run id has exactly one request and one end record and its decision; the
+// daemon holds no more fds than before and leaves no cgroup behind.
 func TestAuditLoad(t *testing.T) {
-	d := startDaemonAudit(t, "journal", profile{"bot", auditProfile})
-	const total, clients = 5000, 32
+	d := startDaemonAudit(t, "journal", profile{"loadbot", auditProfile})
+	const total, clients = 10000, 32
+	d.egsh(agentUID, nil, "-c", "true") // warm up: the agent's netns, lazily opened files
+	fds0, rss0 := procFDs(t, d.pid), procRSS(d.pid)
+	start := time.Now()
 	out, err := loadAs(t, d, total, clients)
+	elapsed := time.Since(start)
 	if err != nil {
-		t.Fatalf("load: %v\n%s", err, out)
+		var bad []string
+		for _, l := range strings.Split(out, "\n") {
+			if !strings.HasPrefix(l, "id ") {
+				bad = append(bad, l)
+			}
+		}
+		t.Fatalf("load: %v\n%.3000s\ndaemon stderr:\n%.3000s", err, strings.Join(bad, "\n"), d.stderr.String())
 	}
 	ids := map[string]int{} // run id -> request number
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -173,7 +184,43 @@ func TestAuditLoad(t *testing.T) {
 			t.Fatalf("run %s: records %v", id, ev)
 		}
 	}
-	t.Logf("%d records for %d runs", len(recs), total)
+	fds1, rss1 := procFDs(t, d.pid), procRSS(d.pid)
+	if fds1 > fds0+4 {
+		t.Errorf("the daemon's fds grew from %d to %d", fds0, fds1)
+	}
+	var left []string
+	for _, h := range []string{"pids", "memory", "cpu", "freezer", "unified"} {
+		ents, _ := os.ReadDir(filepath.Join("/sys/fs/cgroup", h, "execgate", "loadbot"))
+		for _, e := range ents {
+			if e.IsDir() {
+				left = append(left, h+"/"+e.Name())
+			}
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("%d leftover run cgroups: %v", len(left), left)
+	}
+	t.Logf("%d requests from %d clients in %s (%.0f/s), %d records; daemon fds %d -> %d, RSS %d -> %d KiB",
+		total, clients, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(), len(recs), fds0, fds1, rss0, rss1)
+}
+
+func procFDs(t testing.TB, pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func procRSS(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			n, _ := strconv.Atoi(strings.Fields(l)[1])
+			return n
+		}
+	}
+	return 0
 }
 
 // loadAs runs the test binary as the agent uid in load mode: clients

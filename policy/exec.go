@@ -2,6 +2,8 @@ package policy
 
 import (
 	"fmt"
+	"path"
+	"strings"
 
 	"github.com/execgate/execgate/profiles"
 	"github.com/execgate/execgate/shellparse"
@@ -57,6 +59,12 @@ func DecideExec(p *profiles.Profile, e Exec) Verdict {
 			inv.Role = shellparse.Wrapper
 		}
 	}
+	if isLoader(e.Path) {
+		// ld.so loads the program named in its arguments without an exec:
+		// that program would never pass through this check.
+		return Verdict{Inv: inv, Decision: profiles.Deny, Rule: profiles.Loc{File: p.File},
+			Reason: "running the dynamic loader directly hides the program it loads from the exec check"}
+	}
 	v := decideOne(p, &inv, false)
 	if v.Decision == profiles.Allow || p.Security != profiles.SecurityAllowlist {
 		return v
@@ -85,4 +93,12 @@ func DecideExec(p *profiles.Profile, e Exec) Verdict {
 		v.Reason = fmt.Sprintf("started under %q, whose rule says nested = \"any\"", r.Match)
 	}
 	return v
+}
+
+// isLoader reports whether path is the dynamic loader (ld-linux*.so*,
+// ld.so, ld64.so*, ld-musl*).
+func isLoader(p string) bool {
+	b := path.Base(p)
+	return b == "ld.so" || strings.HasPrefix(b, "ld-linux") && strings.Contains(b, ".so") ||
+		strings.HasPrefix(b, "ld64.so") || strings.HasPrefix(b, "ld-musl")
 }

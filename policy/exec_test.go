@@ -19,7 +19,7 @@ func mkProfile(t *testing.T, doc string) *profiles.Profile {
 func TestDecideExec(t *testing.T) {
 	full := mkProfile(t, `security = "full"
 [[rule]]
-match = "git {checkout,switch} **"
+match = "git {checkout,switch,branch} **"
 action = "deny"
 [files]
 deny_read = ["**/.env"]
@@ -64,6 +64,10 @@ action = "deny"
 		{"deny beats nested any", allow, Exec{Path: "/usr/bin/git", Argv: []string{"git", "push"}, UnderAny: makeRule}, profiles.Deny},
 		{"interpreter of an allowed script", allow, Exec{Path: "/usr/bin/node", Argv: []string{"node", "/usr/bin/npm", "test"}, Continues: npmRule}, profiles.Allow},
 		{"deny beats the interpreter rule", allow, Exec{Path: "/usr/bin/git", Argv: []string{"git", "push", "x"}, Continues: npmRule}, profiles.Deny},
+		{"dashed git name", full, Exec{Path: "/usr/bin/git", Argv: []string{"git-switch", "-c", "x"}}, profiles.Deny},
+		{"git exec path", full, Exec{Path: "/usr/lib/git-core/git-checkout", Identity: "git", Argv: []string{"/usr/lib/git-core/git-checkout", "-bx"}}, profiles.Deny},
+		{"git-upload-pack is not an alias", full, Exec{Path: "/usr/bin/git", Argv: []string{"git-upload-pack", "../remote.git"}}, profiles.Allow},
+		{"dynamic loader", full, Exec{Path: "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", Argv: []string{"/lib64/ld-linux-x86-64.so.2", "/usr/bin/git", "status"}}, profiles.Deny},
 		{"script file is not transparent", allow, Exec{Path: "/usr/bin/bash", Argv: []string{"bash", "x.sh"}}, profiles.Deny},
 	}
 	for _, tt := range tests {

@@ -32,6 +32,10 @@ func setOf(names ...string) map[string]bool {
 // program's name, or its trusted alias when the real name is not one we know
 // (npm is npm-cli.js), or the name as written when it was not resolved.
 func ToolName(written string, p Program) string {
+	// Programs in git's exec path are git run under a dashed name.
+	if strings.HasPrefix(filepath.Base(written), "git-") && (filepath.Base(p.Path) == "git" || filepath.Dir(p.Path) == gitExecPath) {
+		return "git"
+	}
 	if p.Path == "" {
 		return filepath.Base(written)
 	}

@@ -60,6 +60,16 @@ var gitBuiltins = setOf("add", "am", "annotate", "apply", "archive", "backfill",
 const gitExecPath = "/usr/lib/git-core"
 
 func normaliseGit(args []Word, _ string, path string) normResult {
+	// git run as "git-SUB" (a dashed name, exec -a, a link in git's exec
+	// path) is "git SUB": git itself reads its argv[0] that way.
+	if w := args[0]; w.Known() {
+		if base := filepath.Base(w.Text); strings.HasPrefix(base, "git-") && len(base) > 4 {
+			args = append([]Word{w, lit(base[4:])}, args[1:]...)
+			r := normaliseGit(append([]Word{lit("git")}, args[1:]...), "", path)
+			r.args[0] = w
+			return r
+		}
+	}
 	out := []Word{args[0]}
 	aliases := map[string]string{}
 	i := 1

@@ -10,6 +10,9 @@ import (
 // fakeLook resolves every bare name to /usr/bin/NAME and paths as given,
 // so tests do not depend on what the machine has installed.
 func fakeLook(name, dir, path string) Program {
+	if strings.HasPrefix(name, "git-") {
+		return Program{Path: gitExecPath + "/" + name}
+	}
 	if strings.HasPrefix(name, "/") {
 		return Program{Path: name}
 	}
@@ -191,6 +194,9 @@ func TestNormalise(t *testing.T) {
 		{"npm --silent run-script build", "npm run build --silent"},
 		{"npm -w pkg rum build -- --prod", "npm run build -w pkg -- --prod"},
 		{"npm t", "npm test"},
+		{"git-switch -c x", "git-switch switch -c x"}, // git reads argv[0] git-SUB as git SUB
+		{"/usr/lib/git-core/git-checkout -bx", "/usr/lib/git-core/git-checkout checkout -bx"},
+		{"git-upload-pack ../r.git", "git-upload-pack upload-pack ../r.git"},
 	}
 	for _, tt := range tests {
 		got := parse(t, tt.script)

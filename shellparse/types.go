@@ -76,9 +76,9 @@ type Invocation struct {
 	Unresolvable bool
 	// Identity names the known program whose content the file has (a
 	// copy of git under another name); set by the runtime check.
-	Identity string
-	Role         Role
-	Redirects    []Redirect
+	Identity  string
+	Role      Role
+	Redirects []Redirect
 	// Pos is where the invocation starts in the top-level script. Commands
 	// found in nested scripts carry the position of the outer command.
 	Pos Pos

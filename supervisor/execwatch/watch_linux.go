@@ -135,7 +135,7 @@ func read(req *seccomp.ScmpNotifReq) *Exec {
 	e.Cwd, _ = os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
 	e.Resolved, e.Alias, err = resolve(pid, dirfd, e.Path, flags, e.Cwd)
 	switch {
-	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENAMETOOLONG):
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ENAMETOOLONG):
 		if !errors.As(err, &e.errno) {
 			e.errno = unix.ENOENT
 		}
