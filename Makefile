@@ -57,11 +57,36 @@ fuzz:
 	  done; \
 	done
 
+# install puts everything where systemd looks for it. DESTDIR stages a
+# package; without DESTDIR it also creates the execgate-admin group and
+# the directories (systemd-sysusers and systemd-tmpfiles work without
+# systemd running) and reloads systemd when it runs. Then:
+#   sudo systemctl enable --now execgated.socket execgated-admin.socket
+ifeq ($(PREFIX),/usr)
+UNITDIR  ?= /lib/systemd/system
+else
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+endif
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+
 install: build
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/execgate/examples $(DESTDIR)/etc/execgate/agents
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/execgate/examples \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR)
+	install -d -m 0755 $(DESTDIR)/etc/execgate $(DESTDIR)/etc/execgate/agents
 	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 examples/*.toml $(DESTDIR)$(PREFIX)/share/execgate/examples/
 	@[ -e $(DESTDIR)/etc/execgate/execgate.toml ] || install -m 0644 examples/execgate.toml $(DESTDIR)/etc/execgate/execgate.toml
+	sed 's|/usr/local/bin/execgated|$(PREFIX)/bin/execgated|g' systemd/execgated.service > $(DESTDIR)$(UNITDIR)/execgated.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/execgated.service
+	install -m 0644 systemd/execgated.socket systemd/execgated-admin.socket $(DESTDIR)$(UNITDIR)/
+	install -m 0644 systemd/execgate.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/execgate.conf
+	install -m 0644 systemd/execgate.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/execgate.conf
+	@if [ -z "$(DESTDIR)" ]; then \
+	  systemd-sysusers $(SYSUSERSDIR)/execgate.conf && \
+	  systemd-tmpfiles --create $(TMPFILESDIR)/execgate.conf && \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	fi
 
 clean:
 	rm -rf $(BIN)

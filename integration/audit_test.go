@@ -190,7 +190,7 @@ func TestAuditLoad(t *testing.T) {
 	}
 	var left []string
 	for _, h := range []string{"pids", "memory", "cpu", "freezer", "unified"} {
-		ents, _ := os.ReadDir(filepath.Join("/sys/fs/cgroup", h, "execgate", "loadbot"))
+		ents, _ := os.ReadDir(filepath.Join("/sys/fs/cgroup", h, testCgroupRoot, "loadbot"))
 		for _, e := range ents {
 			if e.IsDir() {
 				left = append(left, h+"/"+e.Name())

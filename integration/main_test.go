@@ -29,6 +29,9 @@ const (
 	otherUID = 4321
 )
 
+// testCgroupRoot is where this test binary's daemons put their runs.
+var testCgroupRoot = fmt.Sprintf("/execgate-it-%d", os.Getpid())
+
 var (
 	binDir    string // built binaries: execgated, egsh, execgate, integration.test
 	buildOnce sync.Once
@@ -138,6 +141,7 @@ func startDaemonConfig(t testing.TB, sink, config string, profiles ...profile) *
 	t.Cleanup(func() {
 		d.stop()
 		os.RemoveAll(dir)
+		bypassRemoveCgroups(testCgroupRoot) // empty agent cgroups; a live run's stays
 	})
 	return d
 }
@@ -155,8 +159,11 @@ func (d *daemon) start() {
 	if d.audit == "journal" {
 		spec = "journal"
 	}
+	// A cgroup root of this test binary's own: a daemon starting elsewhere
+	// (another test binary) must not see these runs as its leftovers.
 	d.cmd = exec.Command(filepath.Join(binDir, "execgated"), "--agents", d.agents, "--run-dir", filepath.Join(d.dir, "run"),
-		"--state-dir", filepath.Join(d.dir, "state"), "--audit", spec, "--config", filepath.Join(d.dir, "none.toml"))
+		"--state-dir", filepath.Join(d.dir, "state"), "--audit", spec, "--config", filepath.Join(d.dir, "none.toml"),
+		"--cgroup-root", testCgroupRoot)
 	os.WriteFile(filepath.Join(d.dir, "none.toml"), []byte(d.config), 0o644)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {

@@ -46,7 +46,7 @@ type Argv struct {
 	// Identity is the name of a program a rule names whose file content
 	// this one has: a copy of /usr/bin/git under another name is git.
 	Identity string
-	Args         []Word // argv[1:]
+	Args     []Word // argv[1:]
 }
 
 // Pattern is a compiled rule pattern.

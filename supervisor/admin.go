@@ -146,7 +146,7 @@ func (s *Server) handleLockdown(w http.ResponseWriter, r *http.Request, p Peer) 
 }
 
 func (s *Server) handleReload(w http.ResponseWriter, r *http.Request, p Peer) {
-	if err := s.Reload(); err != nil {
+	if err := s.ReloadAndReport(fmt.Sprintf("admin uid %d", p.UID)); err != nil {
 		writeError(w, http.StatusInternalServerError, api.Error{Error: "reload: " + err.Error()})
 		return
 	}

@@ -185,7 +185,7 @@ func (s *Server) remember(ri *reqInfo, asks []asked, reviewer uint32) {
 			return
 		}
 	}
-	if err := s.Reload(); err != nil {
+	if err := s.ReloadAndReport("remembered approval of run " + ri.id); err != nil {
 		logf("reload after remembering run %s: %v", ri.id, err)
 	}
 }

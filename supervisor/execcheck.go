@@ -141,7 +141,11 @@ func underAny(pid int, free map[int]mark) *profiles.Rule {
 // record: "412 find < 410 bash", up to the run's init.
 func parents(e *execwatch.Exec, initPid int) string {
 	var chain []string
-	for pid, steps := e.PPid, 0; pid > 1 && pid != initPid && steps < 16; steps++ {
+	for pid, steps := e.PPid, 0; pid > 1 && steps < 16; steps++ {
+		if pid == initPid {
+			chain = append(chain, strconv.Itoa(pid)+" execgate-init")
+			break
+		}
 		st, err := execwatch.ProcStat(pid)
 		if err != nil {
 			break

@@ -133,36 +133,10 @@ func (s *Server) Reload() error {
 	return nil
 }
 
-// Serve answers the agent and admin sockets until ctx is done, then stops
-// accepting and waits for running runs (they are killed through their
-// contexts when their clients go away).
+// Serve answers the agent and admin sockets until ctx is done, then shuts
+// down as ServeWith does with the default grace.
 func (s *Server) Serve(ctx context.Context, agent, admin net.Listener) error {
-	servers := []*http.Server{
-		{Handler: s.AgentHandler(), ConnContext: peerContext, ReadHeaderTimeout: 10 * time.Second},
-		{Handler: s.AdminHandler(), ConnContext: peerContext, ReadHeaderTimeout: 10 * time.Second},
-	}
-	errc := make(chan error, 2)
-	for i, ln := range []net.Listener{agent, admin} {
-		go func() { errc <- servers[i].Serve(ln) }()
-	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, hs := range servers {
-		hs.Shutdown(sctx)
-	}
-	for _, hs := range servers {
-		hs.Close()
-	}
-	s.wg.Wait()
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
+	return s.ServeWith(ctx, agent, admin, ServeOptions{})
 }
 
 // AgentHandler serves the agent socket.

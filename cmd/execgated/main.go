@@ -15,16 +15,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
-	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/execgate/execgate/audit"
 	"github.com/execgate/execgate/profiles"
 	"github.com/execgate/execgate/supervisor"
 	"github.com/execgate/execgate/supervisor/execwatch"
 	"github.com/execgate/execgate/supervisor/sandbox"
+	"github.com/execgate/execgate/systemd/delegate"
 	"github.com/execgate/execgate/systemd/journal"
+	"github.com/execgate/execgate/systemd/notify"
 )
 
 func main() {
@@ -43,28 +45,58 @@ func run() error {
 	runDir := flag.String("run-dir", "", "directory of the sockets (overrides run_dir)")
 	stateDir := flag.String("state-dir", "", "state directory (overrides state_dir)")
 	auditSpec := flag.String("audit", "", "audit sink: journal, file:PATH or auto (overrides audit)")
+	grace := flag.Duration("shutdown-grace", supervisor.DefaultShutdownGrace, "on SIGTERM, how long running runs may go on before they are killed")
+	cgroupRoot := flag.String("cgroup-root", "auto", "cgroup under which runs are placed: auto (the delegated service cgroup on v2, else /execgate) or a path")
 	flag.Parse()
+	if *grace < 0 {
+		return fmt.Errorf("--shutdown-grace %s: want a duration of 0 or more", *grace)
+	}
 
-	cfg, err := loadConfig(*configPath, isSet("config"))
+	// Signals first: a SIGHUP before its handler would end the process,
+	// and a SIGTERM during start-up must still stop it cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	sd := notify.New()
+
+	err := serve(ctx, sd, hup, daemonFlags{config: *configPath, configSet: isSet("config"), agents: *agents, runDir: *runDir,
+		stateDir: *stateDir, audit: *auditSpec, grace: *grace, cgroupRoot: *cgroupRoot})
+	if err != nil {
+		sd.Failed(err)
+	}
+	return err
+}
+
+type daemonFlags struct {
+	config                          string
+	configSet                       bool
+	agents, runDir, stateDir, audit string
+	grace                           time.Duration
+	cgroupRoot                      string
+}
+
+func serve(ctx context.Context, sd *notify.Notifier, hup <-chan os.Signal, f daemonFlags) error {
+	cfg, err := loadConfig(f.config, f.configSet)
 	if err != nil {
 		return err
 	}
-	if *agents != "" {
-		cfg.AgentsDir = abs(*agents)
+	if f.agents != "" {
+		cfg.AgentsDir = abs(f.agents)
 	}
-	if *runDir != "" {
-		cfg.RunDir = abs(*runDir)
+	if f.runDir != "" {
+		cfg.RunDir = abs(f.runDir)
 		cfg.AgentSocket = filepath.Join(cfg.RunDir, "agent.sock")
 		cfg.AdminSocket = filepath.Join(cfg.RunDir, "admin.sock")
 	}
-	if *stateDir != "" {
-		cfg.StateDir = abs(*stateDir)
+	if f.stateDir != "" {
+		cfg.StateDir = abs(f.stateDir)
 	}
-	if *auditSpec != "" {
-		if err := profiles.ValidateAudit(*auditSpec); err != nil {
+	if f.audit != "" {
+		if err := profiles.ValidateAudit(f.audit); err != nil {
 			return err
 		}
-		cfg.Audit = *auditSpec
+		cfg.Audit = f.audit
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
@@ -76,12 +108,20 @@ func run() error {
 	}
 	defer sink.Close()
 
-	runner, err := sandbox.NewRunner()
+	root, err := runCgroupRoot(f.cgroupRoot)
+	if err != nil {
+		return err
+	}
+	runner, err := sandbox.NewRunner(sandbox.WithCgroupRoot(root))
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
 	defer runner.Close()
-	if err := cleanLeftovers(runner, sink); err != nil {
+	ledger, err := newLedger(filepath.Join(cfg.StateDir, "runs"))
+	if err != nil {
+		return err
+	}
+	if err := cleanLeftovers(runner, ledger, sink); err != nil {
 		return err
 	}
 
@@ -100,8 +140,8 @@ func run() error {
 			return fmt.Errorf("audit: %w", err)
 		}
 	}
-	srv, err := supervisor.NewServer(cfg, runner, sink, supervisor.WithAuditName(sinkName),
-		supervisor.WithCgroupVersion(runner.CgroupVersion()), supervisor.WithExecCheck(execCheck))
+	srv, err := supervisor.NewServer(cfg, ledgerRunner{Runner: runner, l: ledger}, ledgerSink{Sink: sink, l: ledger},
+		supervisor.WithAuditName(sinkName), supervisor.WithCgroupVersion(runner.CgroupVersion()), supervisor.WithExecCheck(execCheck))
 	if err != nil {
 		return err
 	}
@@ -110,24 +150,62 @@ func run() error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			daemon.SdNotify(false, daemon.SdNotifyReloading)
-			if err := srv.Reload(); err != nil {
-				fmt.Fprintf(os.Stderr, "execgated: reload: %v\n", err)
-			}
-			daemon.SdNotify(false, daemon.SdNotifyReady)
+	// Profiles reload on SIGHUP and when the agents dir changes; the
+	// watch is in place before READY=1, so no edit after it is missed.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watcher, err := srv.WatchProfiles(wctx, supervisor.ReloadOptions{
+		Signals: hup,
+		Before:  func(trigger string) { sd.Reloading("reloading profiles (" + trigger + ")") },
+		After:   func(string, error) { sd.Ready(srv.Summary()) },
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { stopWatch(); <-watcher.Done() }()
+
+	// Both sockets listen and the profiles are loaded: ready. The watchdog
+	// and STATUS= lines run until the daemon exits, through the shutdown.
+	sd.Ready(srv.Summary())
+	pctx, stopPings := context.WithCancel(context.Background())
+	pinged := make(chan struct{})
+	go func() { sd.Run(pctx, srv.Summary, time.Second); close(pinged) }()
+	defer func() { stopPings(); <-pinged }()
+
+	fmt.Fprintf(os.Stderr, "execgated: serving %s (agents) and %s (admins); audit %s; runs under cgroup %s (v%d)\n",
+		addrOf(agentLn, cfg.AgentSocket), addrOf(adminLn, cfg.AdminSocket), sinkName, root, runner.CgroupVersion())
+	return srv.ServeWith(ctx, agentLn, adminLn, supervisor.ServeOptions{
+		Grace:    graceOrNone(f.grace),
+		Stopping: func(status string) { sd.Stopping(status) },
+	})
+}
+
+// graceOrNone maps --shutdown-grace 0 (no grace) to ServeWith's "none".
+func graceOrNone(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func addrOf(ln net.Listener, fallback string) string {
+	if a := ln.Addr(); a != nil && a.String() != "" {
+		return a.String()
+	}
+	return fallback
+}
+
+// runCgroupRoot decides where runs get their cgroups: the flag's path, or
+// (auto) the service's own delegated cgroup on v2, /execgate otherwise.
+func runCgroupRoot(flagValue string) (string, error) {
+	if flagValue != "" && flagValue != "auto" {
+		if !filepath.IsAbs(flagValue) || filepath.Clean(flagValue) == "/" {
+			return "", fmt.Errorf("--cgroup-root %q: want auto or an absolute path below the hierarchy root", flagValue)
 		}
-	}()
-	daemon.SdNotify(false, daemon.SdNotifyReady)
-	fmt.Fprintf(os.Stderr, "execgated: serving %s (agents) and %s (admins); audit %s\n", cfg.AgentSocket, cfg.AdminSocket, sinkName)
-	err = srv.Serve(ctx, agentLn, adminLn)
-	daemon.SdNotify(false, daemon.SdNotifyStopping)
-	return err
+		return filepath.Clean(flagValue), nil
+	}
+	root, _, err := delegate.Root(delegate.System())
+	return root, err
 }
 
 func isSet(name string) bool {
@@ -152,37 +230,43 @@ func loadConfig(path string, explicit bool) (*profiles.Config, error) {
 	return profiles.LoadConfig(path)
 }
 
-// cleanLeftovers kills and removes run cgroups a previous daemon left, and
-// journals an end record for each: every run ends with an end record.
-func cleanLeftovers(r *sandbox.Runner, sink audit.Sink) error {
-	left, err := r.RemoveLeftovers()
-	if err != nil {
-		return fmt.Errorf("remove leftover runs: %w", err)
-	}
-	for _, l := range left {
-		rec := audit.New(audit.EventEnd, audit.PriWarning, l.Agent+" END aborted: run found at startup, killed").
-			Set(audit.FieldID, l.ID).Set(audit.FieldAgent, l.Agent).Set(audit.FieldCgroup, l.Cgroup).
-			Set(audit.FieldAborted, "1").SetInt(audit.FieldSignal, int64(syscall.SIGKILL)).
-			SetInt(audit.FieldExit, 128+int64(syscall.SIGKILL)).Set(audit.FieldReason, "the daemon stopped during the run")
-		if err := sink.Write(rec); err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
-	}
-	return nil
-}
-
-// listeners takes the sockets from systemd when it passes them (names
-// "agent" and "admin"), and otherwise creates them: the agent socket 0666
-// (access is decided by peer credentials), the admin socket 0660 for root
-// and the execgate-admin group.
+// listeners takes the sockets systemd passes (execgated.socket and
+// execgated-admin.socket, named "agent" and "admin" by their
+// FileDescriptorName=), and creates those it does not pass: the agent
+// socket 0666 (access is decided by peer credentials), the admin socket
+// 0660 for root and the execgate-admin group.
 func listeners(cfg *profiles.Config) (agent, admin net.Listener, err error) {
-	if named, err := activation.ListenersWithNames(); err == nil && len(named) > 0 {
-		if a, b := named["agent"], named["admin"]; len(a) == 1 && len(b) == 1 {
-			return a[0], b[0], nil
+	named, _ := activation.ListenersWithNames()
+	var unexpected []string
+	for name, ls := range named {
+		switch {
+		case name == "agent" && len(ls) == 1:
+			agent = ls[0]
+		case name == "admin" && len(ls) == 1:
+			admin = ls[0]
+		default:
+			unexpected = append(unexpected, fmt.Sprintf("%d named %q", len(ls), name))
+			for _, l := range ls {
+				l.Close()
+			}
 		}
-		return nil, nil, fmt.Errorf("socket activation passed %d sockets; want one named agent and one named admin", len(named))
+	}
+	closeAll := func() {
+		for _, l := range []net.Listener{agent, admin} {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}
+	if len(unexpected) > 0 {
+		closeAll()
+		return nil, nil, fmt.Errorf("socket activation passed %v; want one socket named agent and one named admin (FileDescriptorName=)", unexpected)
+	}
+	if agent != nil && admin != nil {
+		return agent, admin, nil
 	}
 	if err := os.MkdirAll(cfg.RunDir, 0o755); err != nil {
+		closeAll()
 		return nil, nil, fmt.Errorf("run dir: %w", err)
 	}
 	gid := 0
@@ -192,12 +276,17 @@ func listeners(cfg *profiles.Config) (agent, admin net.Listener, err error) {
 			break
 		}
 	}
-	if agent, err = listenUnix(cfg.AgentSocket, 0o666, 0); err != nil {
-		return nil, nil, err
+	if agent == nil {
+		if agent, err = listenUnix(cfg.AgentSocket, 0o666, 0); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
 	}
-	if admin, err = listenUnix(cfg.AdminSocket, 0o660, gid); err != nil {
-		agent.Close()
-		return nil, nil, err
+	if admin == nil {
+		if admin, err = listenUnix(cfg.AdminSocket, 0o660, gid); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
 	}
 	return agent, admin, nil
 }

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/execgate/execgate/audit"
+	"github.com/execgate/execgate/supervisor/sandbox"
+)
+
+// ledger remembers, in the state dir, every run that started and has no
+// end record yet: a small file per run, written before the start record
+// and removed once the sink took the run's end record. A daemon that dies
+// (kill -9, a crash, the watchdog, a power cut) leaves the files of its
+// runs behind, and the next start writes an abort end record for each.
+//
+// The run cgroups a dead daemon leaves say the same on cgroup v1, but on
+// a delegated v2 subtree systemd may remove them (and kill what is in
+// them) before the restart; the ledger does not depend on that, and its
+// records carry the uid, the peer pid and the start time too.
+type ledger struct {
+	dir string
+}
+
+// ledgerEntry is one run in progress.
+type ledgerEntry struct {
+	ID      string    `json:"id"`
+	Agent   string    `json:"agent"`
+	UID     uint32    `json:"uid"`
+	Pid     int       `json:"pid"`
+	Cgroup  string    `json:"cgroup"`
+	Started time.Time `json:"started"`
+}
+
+func newLedger(dir string) (*ledger, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("run ledger: %w", err)
+	}
+	return &ledger{dir: dir}, nil
+}
+
+func (l *ledger) path(id string) string { return filepath.Join(l.dir, id+".json") }
+
+func (l *ledger) add(e ledgerEntry) error {
+	b, _ := json.Marshal(e)
+	return os.WriteFile(l.path(e.ID), b, 0o600)
+}
+
+func (l *ledger) remove(id string) {
+	if err := os.Remove(l.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(os.Stderr, "execgated: run ledger: %v\n", err)
+	}
+}
+
+// entries lists the runs recorded, oldest first. A file that cannot be
+// read still names its run.
+func (l *ledger) entries() []ledgerEntry {
+	ents, _ := os.ReadDir(l.dir)
+	var out []ledgerEntry
+	for _, de := range ents {
+		name := de.Name()
+		if de.IsDir() || filepath.Ext(name) != ".json" {
+			continue
+		}
+		e := ledgerEntry{ID: name[:len(name)-len(".json")]}
+		if b, err := os.ReadFile(filepath.Join(l.dir, name)); err == nil {
+			var got ledgerEntry
+			if json.Unmarshal(b, &got) == nil && got.ID == e.ID {
+				e = got
+			}
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out
+}
+
+// ledgerRunner records each run in the ledger before its start record.
+type ledgerRunner struct {
+	*sandbox.Runner
+	l *ledger
+}
+
+func (r ledgerRunner) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
+	onStart := spec.OnStart
+	spec.OnStart = func(pid int, cgroup string) error {
+		if err := r.l.add(ledgerEntry{ID: spec.ID, Agent: spec.Agent, UID: spec.UID, Pid: pid, Cgroup: cgroup, Started: time.Now()}); err != nil {
+			// Without it a crash could leave this run without an end
+			// record: refuse, like a start record that cannot be written.
+			return fmt.Errorf("run ledger: %w", err)
+		}
+		if onStart != nil {
+			return onStart(pid, cgroup)
+		}
+		return nil
+	}
+	return r.Runner.Run(ctx, spec)
+}
+
+// ledgerSink drops a run from the ledger once its end record is written.
+type ledgerSink struct {
+	audit.Sink
+	l *ledger
+}
+
+func (s ledgerSink) Write(r *audit.Record) error {
+	err := s.Sink.Write(r)
+	if err == nil && r.Event() == audit.EventEnd {
+		if id := r.Fields[audit.FieldID]; id != "" {
+			s.l.remove(id)
+		}
+	}
+	return err
+}
+
+// cleanLeftovers ends what a previous daemon left: it kills and removes
+// every run cgroup no live run owns, and journals an abort end record for
+// each such run and each run still in the ledger (every run ends with an
+// end record). A run's ledger entry goes only once its record is written.
+//
+// A cgroup that cannot be removed (a process stuck in the kernel) is
+// journaled as an error and does not stop the daemon: its processes were
+// sent SIGKILL, and refusing to start would take the gate away from every
+// agent.
+//
+// Run cgroups that another live execgated still runs (a second daemon
+// started by mistake on the same cgroup root, test suites side by side)
+// are not leftovers: when there are any, the cgroups are left alone and a
+// warning is journaled; only this daemon's own ledger is settled.
+func cleanLeftovers(r *sandbox.Runner, l *ledger, sink audit.Sink) error {
+	left, err := r.Leftovers()
+	if err != nil {
+		return fmt.Errorf("leftover runs: %w", err)
+	}
+	var rmErr error
+	if other := liveOwner(r.CgroupVersion(), left); other != 0 {
+		msg := fmt.Sprintf("leftover runs: not cleaned: execgated pid %d is running runs under the same cgroup root", other)
+		fmt.Fprintln(os.Stderr, "execgated: "+msg)
+		if err := sink.Write(audit.New(audit.EventError, audit.PriWarning, msg).Set(audit.FieldReason, msg)); err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		left = nil
+	} else {
+		_, rmErr = r.RemoveLeftovers()
+	}
+	byID := map[string]*ledgerEntry{}
+	var order []string
+	for _, e := range l.entries() {
+		e := e
+		byID[e.ID] = &e
+		order = append(order, e.ID)
+	}
+	for _, c := range left {
+		if e := byID[c.ID]; e != nil {
+			if e.Cgroup == "" {
+				e.Cgroup = c.Cgroup
+			}
+			continue
+		}
+		byID[c.ID] = &ledgerEntry{ID: c.ID, Agent: c.Agent, Cgroup: c.Cgroup}
+		order = append(order, c.ID)
+	}
+	for _, id := range order {
+		e := byID[id]
+		msg := e.Agent + " END aborted: the daemon stopped during the run; found at startup, killed"
+		rec := audit.New(audit.EventEnd, audit.PriWarning, msg).
+			Set(audit.FieldID, e.ID).Set(audit.FieldAgent, e.Agent).Set(audit.FieldCgroup, e.Cgroup).
+			Set(audit.FieldAborted, "1").SetInt(audit.FieldSignal, int64(syscall.SIGKILL)).
+			SetInt(audit.FieldExit, 128+int64(syscall.SIGKILL)).Set(audit.FieldReason, "the daemon stopped during the run")
+		if e.UID != 0 {
+			rec.SetInt(audit.FieldUID, int64(e.UID))
+		}
+		if e.Pid != 0 {
+			rec.SetInt(audit.FieldPid, int64(e.Pid))
+		}
+		if !e.Started.IsZero() {
+			rec.Message += fmt.Sprintf(" (started %s)", e.Started.Format(time.RFC3339))
+		}
+		if err := sink.Write(rec); err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		l.remove(e.ID)
+	}
+	if rmErr != nil {
+		msg := "leftover runs: " + rmErr.Error()
+		fmt.Fprintln(os.Stderr, "execgated: "+msg)
+		if err := sink.Write(audit.New(audit.EventError, audit.PriErr, msg).Set(audit.FieldReason, msg)); err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+	}
+	return nil
+}
+
+// liveOwner returns the pid of a live execgated other than this one that
+// is the parent of a process in one of the run cgroups (a run's init is
+// its daemon's child; it dies with its daemon), or 0.
+func liveOwner(cgroupVersion int, left []sandbox.Leftover) int {
+	self := os.Getpid()
+	for _, c := range left {
+		dir := filepath.Join("/sys/fs/cgroup", c.Cgroup)
+		if cgroupVersion == 1 {
+			dir = filepath.Join("/sys/fs/cgroup/freezer", c.Cgroup)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			ppid := parentOf(f)
+			if ppid <= 1 || ppid == self {
+				continue
+			}
+			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ppid)); err == nil && strings.HasPrefix(filepath.Base(exe), "execgated") {
+				return ppid
+			}
+		}
+	}
+	return 0
+}
+
+// parentOf reads a process's parent pid from /proc/PID/stat, or 0.
+func parentOf(pid string) int {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}

@@ -1,0 +1,254 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/execgate/execgate/audit"
+)
+
+// Fields of the record written after each reload the daemon triggers.
+const (
+	FieldReloadTrigger = "EXECGATE_RELOAD_TRIGGER" // sighup, profiles changed, ...
+	FieldAgentsAdded   = "EXECGATE_AGENTS_ADDED"   // comma-separated agent names
+	FieldAgentsRemoved = "EXECGATE_AGENTS_REMOVED"
+)
+
+// reloadMu keeps the daemon's own reloads (signal, file changes) from
+// overlapping, so each record's added and removed lists are exact.
+var reloadMu sync.Mutex
+
+// Reload triggers.
+const (
+	TriggerSignal = "sighup"
+	TriggerFiles  = "profiles changed"
+)
+
+// ReloadAndReport reloads the profiles (Reload) and journals what changed
+// in a reload record of its own: the trigger and the agents added and
+// removed. An agent whose profile is removed is refused from then on; its
+// runs already going continue to their own limits, under the profile they
+// started with.
+func (s *Server) ReloadAndReport(trigger string) error {
+	reloadMu.Lock()
+	defer reloadMu.Unlock()
+	prev := s.reg.Load()
+	err := s.Reload()
+	cur := s.reg.Load()
+	var added, removed []string
+	for n := range cur.byName {
+		if prev == nil || prev.byName[n] == nil {
+			added = append(added, n)
+		}
+	}
+	if prev != nil {
+		for n := range prev.byName {
+			if cur.byName[n] == nil {
+				removed = append(removed, n)
+			}
+		}
+	}
+	sort.Strings(added)
+	sort.Strings(removed)
+	msg := fmt.Sprintf("reload (%s): %d agents", trigger, len(cur.byName))
+	if len(added) > 0 {
+		msg += ", added " + strings.Join(added, " ")
+	}
+	if len(removed) > 0 {
+		msg += ", removed " + strings.Join(removed, " ") + " (new requests refused; runs going continue)"
+	}
+	if len(cur.errs) > 0 {
+		msg += fmt.Sprintf(", %d errors", len(cur.errs))
+	}
+	rec := audit.New(audit.EventReload, audit.PriInfo, msg).Set(FieldReloadTrigger, trigger).
+		Set(FieldAgentsAdded, strings.Join(added, ",")).Set(FieldAgentsRemoved, strings.Join(removed, ","))
+	if werr := s.sink.Write(rec); werr != nil && err == nil {
+		err = fmt.Errorf("audit: %w", werr)
+	}
+	return err
+}
+
+// ReloadOptions configures WatchProfiles.
+type ReloadOptions struct {
+	// Signals reload at once (SIGHUP).
+	Signals <-chan os.Signal
+	// Debounce is how long the agents dir must be quiet after a change
+	// before the profiles are re-read (default 200ms): an editor's save
+	// is several events (write a temporary, rename it over, chmod).
+	Debounce time.Duration
+	// MaxDelay bounds how long a stream of changes postpones a reload
+	// (default 2s).
+	MaxDelay time.Duration
+	// Retry is how often a missing agents dir is looked for (default 1s).
+	Retry time.Duration
+	// Before and After run around each reload (sd_notify RELOADING=1 and
+	// READY=1); After gets Reload's error.
+	Before func(trigger string)
+	After  func(trigger string, err error)
+}
+
+// ProfileWatcher reloads the profiles when the agents dir changes or a
+// signal comes. Stop it by cancelling the context given to WatchProfiles.
+type ProfileWatcher struct {
+	s    *Server
+	dir  string
+	o    ReloadOptions
+	w    *fsnotify.Watcher
+	done chan struct{}
+
+	mu       sync.Mutex
+	watching bool
+}
+
+// WatchProfiles starts watching the agents dir (the directory, not the
+// files: editors replace a file by renaming another over it, which a
+// watch on the file would lose) and returns once the watch is in place,
+// so a change made after it returns is seen. Changes to NAME.toml (any
+// file the loader reads) and to the directory itself trigger a reload
+// after Debounce of quiet; a signal on Signals triggers one at once. When
+// the directory is missing or replaced, the watch is re-established every
+// Retry and the profiles are reloaded when it is back.
+func (s *Server) WatchProfiles(ctx context.Context, o ReloadOptions) (*ProfileWatcher, error) {
+	if o.Debounce <= 0 {
+		o.Debounce = 200 * time.Millisecond
+	}
+	if o.MaxDelay < o.Debounce {
+		o.MaxDelay = 2 * time.Second
+	}
+	if o.Retry <= 0 {
+		o.Retry = time.Second
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch profiles: %w", err)
+	}
+	pw := &ProfileWatcher{s: s, dir: filepath.Clean(s.cfg.AgentsDir), o: o, w: w, done: make(chan struct{})}
+	if err := pw.add(); err != nil {
+		s.sink.Write(audit.New(audit.EventError, audit.PriWarning, "profile watch: "+err.Error()+" (retrying)").
+			Set(audit.FieldReason, err.Error()))
+	}
+	go pw.loop(ctx)
+	return pw, nil
+}
+
+// Done is closed when the watcher has stopped.
+func (pw *ProfileWatcher) Done() <-chan struct{} { return pw.done }
+
+// Watching reports whether the agents dir is watched right now.
+func (pw *ProfileWatcher) Watching() bool {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	return pw.watching
+}
+
+func (pw *ProfileWatcher) add() error {
+	err := pw.w.Add(pw.dir)
+	pw.mu.Lock()
+	pw.watching = err == nil
+	pw.mu.Unlock()
+	return err
+}
+
+// relevant reports whether an event can change what the loader reads:
+// NAME.toml files (not hidden ones, which the loader skips, nor editors'
+// swap and backup files), Kubernetes-style "..data" symlink swaps, and
+// the directory itself.
+func (pw *ProfileWatcher) relevant(ev fsnotify.Event) bool {
+	if filepath.Clean(ev.Name) == pw.dir {
+		return true
+	}
+	n := filepath.Base(ev.Name)
+	return strings.HasPrefix(n, "..") || strings.HasSuffix(n, ".toml") && !strings.HasPrefix(n, ".")
+}
+
+func (pw *ProfileWatcher) reload(trigger string) {
+	if pw.o.Before != nil {
+		pw.o.Before(trigger)
+	}
+	err := pw.s.ReloadAndReport(trigger)
+	if err != nil {
+		logf("reload: %v", err)
+	}
+	if pw.o.After != nil {
+		pw.o.After(trigger, err)
+	}
+}
+
+func (pw *ProfileWatcher) loop(ctx context.Context) {
+	defer close(pw.done)
+	defer pw.w.Close()
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	retry := time.NewTicker(pw.o.Retry)
+	defer retry.Stop()
+	var first time.Time // the first change not reloaded yet
+	pending := false
+	arm := func() {
+		now := time.Now()
+		if !pending {
+			pending, first = true, now
+		}
+		wait := pw.o.Debounce
+		if left := first.Add(pw.o.MaxDelay).Sub(now); left < wait {
+			wait = max(left, 0)
+		}
+		debounce.Reset(wait)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			debounce.Stop()
+			return
+		case _, ok := <-pw.o.Signals:
+			if !ok {
+				pw.o.Signals = nil
+				continue
+			}
+			debounce.Stop()
+			pending = false
+			pw.reload(TriggerSignal)
+		case ev, ok := <-pw.w.Events:
+			if !ok {
+				return
+			}
+			if !pw.relevant(ev) {
+				continue
+			}
+			if filepath.Clean(ev.Name) == pw.dir && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+				// The directory went (or was moved away): its watch is
+				// gone; look for the new one at once and then every Retry.
+				pw.w.Remove(pw.dir)
+				pw.add()
+			}
+			arm()
+		case err, ok := <-pw.w.Errors:
+			if !ok {
+				return
+			}
+			// An overflow lost events: reload to be sure.
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				arm()
+			} else {
+				logf("profile watch: %v", err)
+			}
+		case <-retry.C:
+			if !pw.Watching() {
+				if pw.add() == nil {
+					arm() // the directory is back: read what it holds now
+				}
+			}
+		case <-debounce.C:
+			pending = false
+			pw.reload(TriggerFiles)
+		}
+	}
+}
