@@ -43,6 +43,8 @@ bench: deps build
 	@$(GO) test -count=1 -run '^$$' -bench Decide -benchtime 20000x ./policy/ | grep -E '^Benchmark'
 	@echo "== sandbox start-up (medians of interleaved rounds)"
 	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchRatios$$' -v ./supervisor/sandbox/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
+	@echo "== end to end through execgated (medians of interleaved rounds)"
+	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchEndToEnd$$' -v ./integration/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok ' -e '^ *id '
 	@echo "== runtime exec check (medians of interleaved rounds)"
 	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchExecCheck$$' -v ./supervisor/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok ' 
 

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -153,10 +154,18 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		stdin = nil // an agent's terminal is not the script's input
 	}
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// SIGINT and SIGTERM cancel the request, which kills the whole run;
+	// egsh then exits 128+N like a shell killed by N.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	var got atomic.Int32
+	go func() {
+		s := <-sigc
+		got.Store(int32(s.(syscall.Signal)))
+		cancel()
+	}()
 
 	var c client.Client
 	exit, err := c.Exec(ctx, api.ExecRequest{Script: script, Args: inv.args, Cwd: cwd, Env: env}, client.Streams{
@@ -170,13 +179,8 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 		},
 	})
-	if ctx.Err() != nil {
-		select {
-		case s := <-sig:
-			return 128 + int(s.(syscall.Signal))
-		default:
-			return 128 + int(syscall.SIGTERM)
-		}
+	if n := got.Load(); n != 0 {
+		return 128 + int(n)
 	}
 	var denied *client.AccessDeniedError
 	var conn *client.ConnectError
