@@ -71,7 +71,9 @@ deny_read = ["**/.env"]
 		t.Fatal(err)
 	}
 	defer sink.Close()
-	s := &Server{sink: &trail{sink: sink}, runtimeCheck: true}
+	s := &Server{sink: &trail{sink: sink}, runtimeCheck: true, now: time.Now}
+	ps := map[string]*profiles.Profile{"bench": p}
+	s.reg.Store(&registry{byName: ps, bins: newBinIndex(ps)})
 
 	run := func(script string, check bool) time.Duration {
 		ri := &reqInfo{id: newID(), prof: p, cwd: src}
