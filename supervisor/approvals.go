@@ -132,11 +132,9 @@ func (s *Server) askHuman(ctx context.Context, ri *reqInfo, req api.ExecRequest,
 	select {
 	case v = <-a.decision:
 	case <-timer.C:
-		if a.decide(verdictOfHuman{state: "expired", reason: fmt.Sprintf("no admin decided within approval_timeout (%s)", s.cfg.ApprovalTimeout)}) {
-			v = <-a.decision
-		} else {
-			v = <-a.decision // an admin decided at the last moment
-		}
+		// Unless an admin decided at the last moment, it expires.
+		a.decide(verdictOfHuman{state: "expired", reason: fmt.Sprintf("no admin decided within approval_timeout (%s)", s.cfg.ApprovalTimeout)})
+		v = <-a.decision
 	case <-ctx.Done():
 		a.decide(verdictOfHuman{state: "rejected", reason: "the client went away"})
 		v = <-a.decision

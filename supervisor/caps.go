@@ -11,20 +11,14 @@ import (
 // window counts events in a rolling span.
 type window struct{ times []time.Time }
 
-// add records now if fewer than limit events fall in the span before it,
-// and reports whether it did.
-func (w *window) add(now time.Time, span time.Duration, limit int) bool {
+// add records now and forgets what fell out of the span.
+func (w *window) add(now time.Time, span time.Duration) {
 	cut := now.Add(-span)
 	i := 0
 	for i < len(w.times) && !w.times[i].After(cut) {
 		i++
 	}
-	w.times = w.times[i:]
-	if limit > 0 && len(w.times) >= limit {
-		return false
-	}
-	w.times = append(w.times, now)
-	return true
+	w.times = append(w.times[i:], now)
 }
 
 func (w *window) count(now time.Time, span time.Duration) int {
@@ -85,8 +79,8 @@ func take(now time.Time, min, day *window, perMin, perDay int, what, minKey, day
 	if perDay > 0 && day.count(now, 24*time.Hour) >= perDay {
 		return fmt.Sprintf("%s cap reached: %d %s in the last 24 hours (%s)", what, perDay, what, dayKey), dayKey
 	}
-	min.add(now, time.Minute, 0)
-	day.add(now, 24*time.Hour, 0)
+	min.add(now, time.Minute)
+	day.add(now, 24*time.Hour)
 	return "", ""
 }
 

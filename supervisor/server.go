@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -54,7 +53,6 @@ type Server struct {
 	mu       sync.Mutex
 	runs     map[string]*runState
 	perAgent map[string]int
-	wg       sync.WaitGroup // running runs
 
 	switches *switches
 	pending  pending
@@ -295,5 +293,3 @@ func writeError(w http.ResponseWriter, code int, e api.Error) {
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "execgated: "+format+"\n", args...)
 }
-
-var _ io.Writer = (*eventWriter)(nil)
