@@ -272,3 +272,26 @@ func loadMain() int {
 	}
 	return 0
 }
+
+// With [audit] script = "sha256" the script text is not journaled, nor the
+// arguments of allowed commands; denials keep their argv.
+func TestAuditScriptHashed(t *testing.T) {
+	d := startDaemon(t, profile{"bot", auditProfile + "\n[audit]\nscript = \"sha256\"\n"})
+	d.egsh(agentUID, nil, "-c", "echo tok_in_script_abc; /bin/echo tok_in_exec_def")
+	d.egsh(agentUID, nil, "-c", "git checkout -b tok_denied_ghi")
+	b, err := os.ReadFile(d.auditFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"tok_in_script_abc", "tok_in_exec_def"} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("%s is in the audit trail", secret)
+		}
+	}
+	if !strings.Contains(string(b), "tok_denied_ghi") {
+		t.Error("a denial must keep its argv")
+	}
+	if len(find(d.records(), audit.FieldEvent, "request")) != 2 || strings.Contains(string(b), `"EXECGATE_SCRIPT":`) {
+		t.Error("request records must carry only the script's sha256")
+	}
+}

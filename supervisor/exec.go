@@ -568,8 +568,15 @@ func (s *Server) writeDecisions(ri *reqInfo, res *policy.Result) error {
 }
 
 func decisionRecord(ri *reqInfo, v *policy.Verdict) *audit.Record {
-	argv, _ := json.Marshal(v.Argv())
-	msg := strings.ToUpper(string(v.Decision)) + " " + v.Invocation()
+	words, line := v.Argv(), v.Invocation()
+	if ri.prof.Audit.Script == "sha256" && v.Decision == profiles.Allow && len(words) > 1 {
+		// Scripts are hashed for this agent: an allowed command keeps only
+		// its program; denials keep their argv, which a reviewer needs.
+		words = words[:1]
+		line = words[0] + " ..."
+	}
+	argv, _ := json.Marshal(words)
+	msg := strings.ToUpper(string(v.Decision)) + " " + line
 	if v.Decision == profiles.Allow {
 		msg += " (" + v.Rule.String() + ")"
 	} else {
