@@ -81,16 +81,23 @@ func decideCmd(verb string) func([]string, io.Writer, io.Writer) int {
 			fmt.Fprintf(stderr, "usage: execgate %s ID%s\n", verb, map[string]string{"approve": " [--remember] [--reason R]", "reject": " [--reason R]"}[verb])
 			return exitUsage
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		res, err := client.Admin().Decide(ctx, id, api.ApprovalDecision{Decision: verb, Remember: *remember, Reason: *reason})
-		if err != nil {
-			fmt.Fprintf(stderr, "execgate: %v\n", err)
-			return exitDeny
-		}
-		fmt.Fprintln(stdout, res.Message)
-		return exitOK
+		return adminAction(stdout, stderr, func(ctx context.Context, c *client.Client) (*api.AdminResult, error) {
+			return c.Decide(ctx, id, api.ApprovalDecision{Decision: verb, Remember: *remember, Reason: *reason})
+		})
 	}
+}
+
+// adminAction runs one admin-socket action and prints its answer.
+func adminAction(stdout, stderr io.Writer, do func(context.Context, *client.Client) (*api.AdminResult, error)) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := do(ctx, client.Admin())
+	if err != nil {
+		fmt.Fprintf(stderr, "execgate: %v\n", err)
+		return exitDeny
+	}
+	fmt.Fprintln(stdout, res.Message)
+	return exitOK
 }
 
 // agentCmd is kill, freeze, thaw or revive AGENT.
@@ -100,15 +107,9 @@ func agentCmd(action string) func([]string, io.Writer, io.Writer) int {
 			fmt.Fprintf(stderr, "usage: execgate %s AGENT\n", action)
 			return exitUsage
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		res, err := client.Admin().AgentAction(ctx, args[0], action)
-		if err != nil {
-			fmt.Fprintf(stderr, "execgate: %v\n", err)
-			return exitDeny
-		}
-		fmt.Fprintln(stdout, res.Message)
-		return exitOK
+		return adminAction(stdout, stderr, func(ctx context.Context, c *client.Client) (*api.AdminResult, error) {
+			return c.AgentAction(ctx, args[0], action)
+		})
 	}
 }
 
@@ -117,15 +118,9 @@ func runLockdown(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: execgate lockdown on|off")
 		return exitUsage
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := client.Admin().Lockdown(ctx, args[0] == "on")
-	if err != nil {
-		fmt.Fprintf(stderr, "execgate: %v\n", err)
-		return exitDeny
-	}
-	fmt.Fprintln(stdout, res.Message)
-	return exitOK
+	return adminAction(stdout, stderr, func(ctx context.Context, c *client.Client) (*api.AdminResult, error) {
+		return c.Lockdown(ctx, args[0] == "on")
+	})
 }
 
 func runReload(args []string, stdout, stderr io.Writer) int {
@@ -133,13 +128,7 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: execgate reload")
 		return exitUsage
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := client.Admin().Reload(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "execgate: %v\n", err)
-		return exitDeny
-	}
-	fmt.Fprintln(stdout, res.Message)
-	return exitOK
+	return adminAction(stdout, stderr, func(ctx context.Context, c *client.Client) (*api.AdminResult, error) {
+		return c.Reload(ctx)
+	})
 }
