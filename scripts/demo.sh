@@ -93,9 +93,7 @@ echo "   no build output, no new commit: $(g rev-list --count HEAD) commit(s)"
 
 echo
 echo "${bold}== the audit trail ($T/audit.jsonl)${off}"
-if "$bin/execgate" journal --help >/dev/null 2>&1; then
-  "$bin/execgate" journal --file "$T/audit.jsonl" | sed 's/^/   /'
-else
-  grep -o '"MESSAGE":"[^"]*"' "$T/audit.jsonl" | sed 's/^"MESSAGE":"/   /; s/"$//'
-fi
+echo "   $ execgate journal --file $T/audit.jsonl"
+"$bin/execgate" journal --file "$T/audit.jsonl" | sed 's/^/   /'
+echo "   $(grep -c . "$T/audit.jsonl") records in all (request, decision, start, exec, end, reload); -o json shows every field"
 exit $fails
