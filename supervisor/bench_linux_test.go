@@ -31,10 +31,12 @@ func TestBenchExecCheck(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root")
 	}
-	r, err := sandbox.NewRunner(sandbox.WithCgroupRoot(fmt.Sprintf("/execgate-bench-%d", os.Getpid())))
+	root := fmt.Sprintf("/execgate-bench-%d", os.Getpid())
+	r, err := sandbox.NewRunner(sandbox.WithCgroupRoot(root))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer removeCgroupRoot(root)
 	defer r.Close()
 	dir, _ := os.MkdirTemp("/var/tmp", "execgate-bench-")
 	defer os.RemoveAll(dir)
@@ -129,6 +131,19 @@ deny_read = ["**/.env"]
 		}
 		fmt.Printf("%-24s %12s %12s %7.2fx %11.1f µs  (%d execs)\n", rw.name, off.Round(time.Millisecond), on.Round(time.Millisecond),
 			float64(on)/float64(off), float64(per.Nanoseconds())/1000, rw.execs)
+	}
+}
+
+// removeCgroupRoot removes the (empty) agent and root cgroups the bench
+// made, in every hierarchy, deepest first.
+func removeCgroupRoot(root string) {
+	hs, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, h := range hs {
+		dirs, _ := filepath.Glob(filepath.Join(h, root, "*"))
+		for _, d := range dirs {
+			os.Remove(d)
+		}
+		os.Remove(filepath.Join(h, root))
 	}
 }
 
