@@ -86,7 +86,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,7 +100,6 @@ import (
 	"github.com/rogpeppe/go-internal/txtar"
 
 	"github.com/execgate/execgate/audit"
-	"github.com/execgate/execgate/internal/journaltest"
 )
 
 // bypassProfileHead is shared by both modes; MODE and EXTRA are filled in.
@@ -564,49 +562,11 @@ func (f *bypassFixture) ungated(script string) ([]byte, []byte) {
 // root, which would kill our runs at random (exit 137).
 func startBypassDaemon(t *testing.T, mode string) *daemon {
 	t.Helper()
-	journaltest.Require(t)
-	build(t)
-	dir, err := os.MkdirTemp("/var/tmp", "execgate-bypass-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	d := &daemon{t: t, audit: "journal", dir: dir, work: filepath.Join(dir, "work"), agents: filepath.Join(dir, "agents")}
-	os.MkdirAll(d.work, 0o755)
-	os.Chown(d.work, agentUID, agentUID)
-	os.MkdirAll(d.agents, 0o755)
-	d.writeProfile(profile{"bot", bypassProfile(mode)})
-	config := filepath.Join(dir, "none.toml")
-	os.WriteFile(config, nil, 0o644)
-	args := []string{"--agents", d.agents, "--run-dir", filepath.Join(dir, "run"), "--state-dir", filepath.Join(dir, "state"),
-		"--audit", "journal", "--config", config}
-	root := ""
-	if help, _ := exec.Command(filepath.Join(binDir, "execgated"), "-h").CombinedOutput(); bytes.Contains(help, []byte("-cgroup-root")) {
-		root = fmt.Sprintf("/execgate-bypass-%d-%s", os.Getpid(), mode)
-		args = append(args, "--cgroup-root", root)
-	}
-	d.stderr = &bytes.Buffer{}
-	d.cmd = exec.Command(filepath.Join(binDir, "execgated"), args...)
-	d.cmd.Stderr = d.stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d.pid = d.cmd.Process.Pid
-	t.Cleanup(func() {
-		d.stop()
-		os.RemoveAll(dir)
-		if root != "" {
-			bypassRemoveCgroups(root)
-		}
-	})
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("unix", d.agentSock()); err == nil {
-			c.Close()
-			return d
-		}
-	}
-	t.Fatalf("execgated did not start: %s", d.stderr)
-	return nil
+	d := prepareDaemon(t, "journal", profile{"bot", bypassProfile(mode)})
+	root := fmt.Sprintf("/execgate-bypass-%d-%s", os.Getpid(), mode)
+	t.Cleanup(func() { d.stop(); bypassRemoveCgroups(root) }) // runs before prepareDaemon's cleanup
+	d.launch(launchOpts{args: []string{"--cgroup-root", root}})
+	return d
 }
 
 // bypassRemoveCgroups removes a cgroup root the daemon left, in every

@@ -123,26 +123,10 @@ func startDaemonAudit(t testing.TB, sink string, profiles ...profile) *daemon {
 // startDaemonConfig also writes config as the daemon's execgate.toml.
 func startDaemonConfig(t testing.TB, sink, config string, profiles ...profile) *daemon {
 	t.Helper()
-	journaltest.Require(t)
-	build(t)
-	dir, err := os.MkdirTemp("/var/tmp", "execgate-it-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	d := &daemon{t: t, audit: sink, config: config, dir: dir, work: filepath.Join(dir, "work"), agents: filepath.Join(dir, "agents")}
-	os.MkdirAll(d.work, 0o755)
-	os.Chown(d.work, agentUID, agentUID)
-	os.MkdirAll(d.agents, 0o755)
-	for _, p := range profiles {
-		d.writeProfile(p)
-	}
+	d := prepareDaemon(t, sink, profiles...)
+	d.config = config
+	os.WriteFile(filepath.Join(d.dir, "none.toml"), []byte(config), 0o644)
 	d.start()
-	t.Cleanup(func() {
-		d.stop()
-		os.RemoveAll(dir)
-		bypassRemoveCgroups(testCgroupRoot) // empty agent cgroups; a live run's stays
-	})
 	return d
 }
 
@@ -153,32 +137,92 @@ func (d *daemon) writeProfile(p profile) {
 	}
 }
 
+// start runs the daemon under a cgroup root of this test binary's own: a
+// daemon starting elsewhere (another test binary) must not see these runs
+// as its leftovers.
 func (d *daemon) start() {
-	d.stderr = &bytes.Buffer{}
+	d.launch(launchOpts{args: []string{"--cgroup-root", testCgroupRoot}})
+}
+
+// prepareDaemon sets up what startDaemon does (dirs, workdir, profiles,
+// cleanup) without starting the daemon; launch starts it.
+func prepareDaemon(t testing.TB, sink string, profiles ...profile) *daemon {
+	t.Helper()
+	journaltest.Require(t)
+	build(t)
+	dir, err := os.MkdirTemp("/var/tmp", "execgate-it-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	d := &daemon{t: t, audit: sink, dir: dir, work: filepath.Join(dir, "work"), agents: filepath.Join(dir, "agents")}
+	os.MkdirAll(d.work, 0o755)
+	os.Chown(d.work, agentUID, agentUID)
+	os.MkdirAll(d.agents, 0o755)
+	os.MkdirAll(filepath.Join(dir, "run"), 0o755)
+	os.WriteFile(filepath.Join(dir, "none.toml"), nil, 0o644)
+	for _, p := range profiles {
+		d.writeProfile(p)
+	}
+	t.Cleanup(func() {
+		d.stop()
+		os.RemoveAll(dir)
+		bypassRemoveCgroups(testCgroupRoot) // empty agent cgroups; a live run's stays
+	})
+	return d
+}
+
+// launchOpts is how a test starts execgated beyond the defaults.
+type launchOpts struct {
+	args []string                     // more daemon flags
+	env  []string                     // more environment
+	wrap func(argv []string) []string // runs the daemon under another program that execs it
+}
+
+// daemonArgv is execgated's command line on d's directories.
+func (d *daemon) daemonArgv(extra ...string) []string {
 	spec := "file:" + d.auditFile()
 	if d.audit == "journal" {
 		spec = "journal"
 	}
-	// A cgroup root of this test binary's own: a daemon starting elsewhere
-	// (another test binary) must not see these runs as its leftovers.
-	d.cmd = exec.Command(filepath.Join(binDir, "execgated"), "--agents", d.agents, "--run-dir", filepath.Join(d.dir, "run"),
-		"--state-dir", filepath.Join(d.dir, "state"), "--audit", spec, "--config", filepath.Join(d.dir, "none.toml"),
-		"--cgroup-root", testCgroupRoot)
-	os.WriteFile(filepath.Join(d.dir, "none.toml"), []byte(d.config), 0o644)
-	d.cmd.Stderr = d.stderr
+	return append([]string{filepath.Join(binDir, "execgated"), "--agents", d.agents, "--run-dir", filepath.Join(d.dir, "run"),
+		"--state-dir", filepath.Join(d.dir, "state"), "--audit", spec, "--config", filepath.Join(d.dir, "none.toml")}, extra...)
+}
+
+func (d *daemon) launch(o launchOpts) {
+	d.t.Helper()
+	argv := d.daemonArgv(o.args...)
+	if o.wrap != nil {
+		argv = o.wrap(argv)
+	}
+	d.stderr = &bytes.Buffer{}
+	d.cmd = exec.Command(argv[0], argv[1:]...)
+	d.cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, o.env...)
+	d.cmd.Stderr = &lockedWriter{w: d.stderr}
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
 	d.pid = d.cmd.Process.Pid
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("unix", d.agentSock()); err == nil {
+	// Under socket activation this first connection is what starts the
+	// daemon.
+	waitFor(d.t, 15*time.Second, "execgated to listen: "+d.stderr.String(), func() bool {
+		c, err := net.Dial("unix", d.agentSock())
+		if err == nil {
 			c.Close()
-			return
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	d.t.Fatalf("execgated did not start: %s", d.stderr)
+		return err == nil
+	})
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func (d *daemon) stop() {

@@ -25,92 +25,11 @@ import (
 
 	"github.com/execgate/execgate/api"
 	"github.com/execgate/execgate/audit"
-	"github.com/execgate/execgate/internal/journaltest"
 )
 
 // ---- helpers shared by systemd_test.go and restart_test.go ----
 
 var cgroupSeq atomic.Int64
-
-// prepareDaemon sets up what startDaemon does (dirs, workdir, profiles,
-// cleanup) without starting the daemon; launch starts it.
-func prepareDaemon(t testing.TB, sink string, profiles ...profile) *daemon {
-	t.Helper()
-	journaltest.Require(t)
-	build(t)
-	dir, err := os.MkdirTemp("/var/tmp", "execgate-it-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	d := &daemon{t: t, audit: sink, dir: dir, work: filepath.Join(dir, "work"), agents: filepath.Join(dir, "agents")}
-	os.MkdirAll(d.work, 0o755)
-	os.Chown(d.work, agentUID, agentUID)
-	os.MkdirAll(d.agents, 0o755)
-	os.MkdirAll(filepath.Join(dir, "run"), 0o755)
-	os.WriteFile(filepath.Join(dir, "none.toml"), nil, 0o644)
-	for _, p := range profiles {
-		d.writeProfile(p)
-	}
-	t.Cleanup(func() {
-		d.stop()
-		os.RemoveAll(dir)
-	})
-	return d
-}
-
-// launchOpts is how a test starts execgated beyond the defaults.
-type launchOpts struct {
-	args []string                     // more daemon flags
-	env  []string                     // more environment
-	wrap func(argv []string) []string // runs the daemon under another program that execs it
-}
-
-// daemonArgv is execgated's command line on d's directories.
-func (d *daemon) daemonArgv(extra ...string) []string {
-	spec := "file:" + d.auditFile()
-	if d.audit == "journal" {
-		spec = "journal"
-	}
-	return append([]string{filepath.Join(binDir, "execgated"), "--agents", d.agents, "--run-dir", filepath.Join(d.dir, "run"),
-		"--state-dir", filepath.Join(d.dir, "state"), "--audit", spec, "--config", filepath.Join(d.dir, "none.toml")}, extra...)
-}
-
-func (d *daemon) launch(o launchOpts) {
-	d.t.Helper()
-	argv := d.daemonArgv(o.args...)
-	if o.wrap != nil {
-		argv = o.wrap(argv)
-	}
-	d.stderr = &bytes.Buffer{}
-	d.cmd = exec.Command(argv[0], argv[1:]...)
-	d.cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, o.env...)
-	d.cmd.Stderr = &lockedWriter{w: d.stderr}
-	if err := d.cmd.Start(); err != nil {
-		d.t.Fatal(err)
-	}
-	d.pid = d.cmd.Process.Pid
-	// Under socket activation this first connection is what starts the
-	// daemon.
-	waitFor(d.t, 15*time.Second, "execgated to listen: "+d.stderr.String(), func() bool {
-		c, err := net.Dial("unix", d.agentSock())
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
 
 // adminGet sends GET path on a socket from this (root) process.
 func adminGet(sock, path string) (int, []byte) {

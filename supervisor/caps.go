@@ -8,24 +8,36 @@ import (
 	"github.com/execgate/execgate/profiles"
 )
 
-// window counts events in a rolling span.
-type window struct{ times []time.Time }
-
-// add records now and forgets what fell out of the span.
-func (w *window) add(now time.Time, span time.Duration) {
-	cut := now.Add(-span)
-	i := 0
-	for i < len(w.times) && !w.times[i].After(cut) {
-		i++
-	}
-	w.times = append(w.times[i:], now)
+// window counts events over a rolling span in a fixed ring of buckets, so
+// an agent that execs millions of programs a day costs no more memory than
+// one that execs none. The span rolls one bucket at a time (a second for
+// the minute window, a minute for the day window).
+type window struct {
+	res    time.Duration
+	counts []int
+	epochs []int64 // the bucket period each count belongs to
 }
 
-func (w *window) count(now time.Time, span time.Duration) int {
+func newWindow(span, res time.Duration) window {
+	n := int(span / res)
+	return window{res: res, counts: make([]int, n), epochs: make([]int64, n)}
+}
+
+func (w *window) add(now time.Time) {
+	e := now.UnixNano() / int64(w.res)
+	i := int(e % int64(len(w.counts)))
+	if w.epochs[i] != e {
+		w.epochs[i], w.counts[i] = e, 0
+	}
+	w.counts[i]++
+}
+
+func (w *window) count(now time.Time) int {
+	e := now.UnixNano() / int64(w.res)
 	n := 0
-	for _, t := range w.times {
-		if t.After(now.Add(-span)) {
-			n++
+	for i, c := range w.counts {
+		if e-w.epochs[i] < int64(len(w.counts)) {
+			n += c
 		}
 	}
 	return n
@@ -48,7 +60,8 @@ func (c *caps) get(agent string) *budget {
 	}
 	b := c.m[agent]
 	if b == nil {
-		b = &budget{}
+		b = &budget{reqMin: newWindow(time.Minute, time.Second), reqDay: newWindow(24*time.Hour, time.Minute),
+			execMin: newWindow(time.Minute, time.Second), execDay: newWindow(24*time.Hour, time.Minute)}
 		c.m[agent] = b
 	}
 	return b
@@ -73,14 +86,14 @@ func (c *caps) exec(p *profiles.Profile, now time.Time) (string, string) {
 
 func take(now time.Time, min, day *window, perMin, perDay int, what, minKey, dayKey string) (string, string) {
 	// Check both before recording either, so a refusal costs nothing.
-	if perMin > 0 && min.count(now, time.Minute) >= perMin {
+	if perMin > 0 && min.count(now) >= perMin {
 		return fmt.Sprintf("%s cap reached: %d %s in the last minute (%s)", what, perMin, what, minKey), minKey
 	}
-	if perDay > 0 && day.count(now, 24*time.Hour) >= perDay {
+	if perDay > 0 && day.count(now) >= perDay {
 		return fmt.Sprintf("%s cap reached: %d %s in the last 24 hours (%s)", what, perDay, what, dayKey), dayKey
 	}
-	min.add(now, time.Minute)
-	day.add(now, 24*time.Hour)
+	min.add(now)
+	day.add(now)
 	return "", ""
 }
 
@@ -89,7 +102,7 @@ func (c *caps) counts(agent string, now time.Time) (reqMin, reqDay, execMin, exe
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := c.get(agent)
-	return b.reqMin.count(now, time.Minute), b.reqDay.count(now, 24*time.Hour), b.execMin.count(now, time.Minute), b.execDay.count(now, 24*time.Hour)
+	return b.reqMin.count(now), b.reqDay.count(now), b.execMin.count(now), b.execDay.count(now)
 }
 
 // scheduleRefusal says why the schedule refuses a request at now, or "".
