@@ -58,6 +58,8 @@ const (
 	FieldParents       = "EXECGATE_PARENTS" // a denied exec's ancestry: "412 find < 410 bash"
 	FieldProgram       = "EXECGATE_PROGRAM" // an exec's resolved real path
 	FieldCgroup        = "EXECGATE_CGROUP"
+	FieldMasked        = "EXECGATE_MASKED"   // start: deny_read paths masked
+	FieldMaskCut       = "EXECGATE_MASK_CUT" // start: 1 if the deny_read walk was cut (such a run is refused)
 	FieldExit          = "EXECGATE_EXIT"
 	FieldSignal        = "EXECGATE_SIGNAL"
 	FieldDurationMS    = "EXECGATE_DURATION_MS"

@@ -45,6 +45,9 @@ var bypasses = []struct{ name, script string }{
 	{"awk system", `awk 'BEGIN{system("git checkout -b x")}'`},
 	{"renamed copy", `cp /usr/bin/git ./mygit && ./mygit checkout -b x`},
 	{"copy in private tmp", `cp /usr/bin/git /tmp/g && /tmp/g -C "$PWD" checkout -b x`},
+	// A same-size junk file is checked (and its identity cached), then
+	// overwritten in place with git's bytes and its mtime put back.
+	{"copy overwritten after a check", `head -c $(stat -c %s /usr/bin/git) /dev/zero > junk && chmod +x junk && { ./junk 2>/dev/null; m=$(stat -c %Y junk); cat /usr/bin/git > junk; touch -d @$m junk; ./junk checkout -b x; }`},
 }
 
 // gitRepo makes the workdir a repository the agent owns, with an npm
@@ -102,7 +105,7 @@ func TestRuntimeExecCheck(t *testing.T) {
 				t.Fatalf("no denied exec record for %q", bp.script)
 			}
 			last := mine[len(mine)-1]
-			if last.Fields[audit.FieldRule] != "bot.toml:6" || last.Fields[audit.FieldPid] == "" || last.Fields[audit.FieldParents] == "" || (last.Fields[audit.FieldProgram] != "/usr/bin/git" && !strings.Contains(bp.script, "cp /usr/bin/git")) ||
+			if last.Fields[audit.FieldRule] != "bot.toml:6" || last.Fields[audit.FieldPid] == "" || last.Fields[audit.FieldParents] == "" || (last.Fields[audit.FieldProgram] != "/usr/bin/git" && !strings.Contains(bp.script, " /usr/bin/git ")) ||
 				strings.Contains(last.Fields[audit.FieldParents], "execgated") {
 				t.Errorf("exec record: %v", last.Fields)
 			}

@@ -166,31 +166,63 @@ func (s *Set) Roots() []string {
 }
 
 // matchPrefix reports whether pat matches segs[:k] for some k, i.e. whether
-// the path or one of its ancestors matches.
+// the path or one of its ancestors matches. "**" stands for zero or more
+// segments and every other pattern segment for exactly one, so the runs
+// between "**" have fixed lengths: the first is anchored at the root and
+// each later one is placed leftmost after the one before, since a later
+// placement never leaves more room for what follows. No backtracking: the
+// cost is O(len(pat) * len(segs)) segment matches, however many "**" there
+// are (the path may come from a tree the agent built).
 func matchPrefix(pat []seg, segs []string) bool {
-	for {
-		if len(pat) == 0 {
-			return true
-		}
-		if pat[0].any {
-			// Collapse runs of "**"; then try every split point.
-			for len(pat) > 1 && pat[1].any {
-				pat = pat[1:]
-			}
-			for i := 0; i <= len(segs); i++ {
-				if matchPrefix(pat[1:], segs[i:]) {
-					return true
-				}
-			}
-			return false
-		}
-		if len(segs) == 0 || !pat[0].match(segs[0]) {
-			return false
-		}
-		pat, segs = pat[1:], segs[1:]
+	n := runLen(pat)
+	if !matchRun(pat[:n], segs) {
+		return false
 	}
+	pat, segs = pat[n:], segs[n:]
+	for len(pat) > 0 {
+		for len(pat) > 0 && pat[0].any { // collapse runs of "**"
+			pat = pat[1:]
+		}
+		n = runLen(pat)
+		if n == 0 {
+			return true // a trailing "**" matches zero segments
+		}
+		j := 0
+		for ; !matchRun(pat[:n], segs[j:]); j++ {
+			if j+n >= len(segs) {
+				return false
+			}
+		}
+		pat, segs = pat[n:], segs[j+n:]
+	}
+	return true
 }
 
+// runLen returns the number of leading segments of pat that are not "**".
+func runLen(pat []seg) int {
+	n := 0
+	for n < len(pat) && !pat[n].any {
+		n++
+	}
+	return n
+}
+
+// matchRun reports whether run, which has no "**", matches the first
+// len(run) segments of segs.
+func matchRun(run []seg, segs []string) bool {
+	if len(segs) < len(run) {
+		return false
+	}
+	for i := range run {
+		if !run[i].match(segs[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// match matches one segment. path.Match places each chunk between stars
+// leftmost without backtracking: O(len(text) * len(pattern)).
 func (s *seg) match(name string) bool {
 	if !s.glob {
 		return s.text == name

@@ -66,9 +66,10 @@ const (
 )
 
 type wordMatcher struct {
-	kind wordKind
-	alts []string // literal or glob alternatives ({a,b})
-	abs  bool     // program word containing '/': matched against paths
+	kind  wordKind
+	alts  []string // literal or glob alternatives ({a,b})
+	globs []glob   // wGlob: alts compiled
+	abs   bool     // program word containing '/': matched against paths
 }
 
 // maxPatternWords bounds a pattern; argv length is bounded by the caller.
@@ -149,6 +150,10 @@ func compileWord(w string) (wordMatcher, error) {
 	if m.kind == wLit {
 		for i, a := range alts {
 			alts[i] = pathglob.Unescape(a)
+		}
+	} else {
+		for _, a := range alts {
+			m.globs = append(m.globs, compileGlob(a))
 		}
 	}
 	m.alts = alts
@@ -241,48 +246,194 @@ func classEnd(g string, i int) int {
 	return -1
 }
 
-// globMatch matches an argument: unlike path.Match, '*' also matches '/',
-// since arguments are not paths.
-func globMatch(g, s string) bool {
-	for len(g) > 0 {
-		switch g[0] {
+// glob is a compiled argument glob. Unlike path.Match, '*' also matches
+// '/', since arguments are not paths. The glob is split at runs of '*' into
+// segments of fixed-width tokens; the first segment is an anchored prefix,
+// the last an anchored suffix (when there is a star), and the ones between
+// are found leftmost in turn, which is exact because each segment has a
+// fixed width. Matching costs O(len(text) * len(glob)), never exponential:
+// the text is an argument the agent chooses.
+type glob struct {
+	segs  []globSeg // stars+1 segments; only the first and last may be empty
+	never bool      // unterminated class or trailing backslash: matches nothing
+}
+
+// globSeg is a run of tokens between stars; each token matches one byte.
+type globSeg struct {
+	lit  string    // every token is a literal byte: these bytes
+	toks []byteSet // otherwise: the bytes each position accepts
+	// masks drive a bit-parallel (shift-and) search for a segment with
+	// toks between stars: bit k of masks[c*words+k/64] is set when toks[k]
+	// accepts c.
+	masks []uint64
+	words int
+}
+
+type byteSet [4]uint64
+
+func (b *byteSet) add(c byte)      { b[c>>6] |= 1 << (c & 63) }
+func (b *byteSet) has(c byte) bool { return b[c>>6]&(1<<(c&63)) != 0 }
+
+func (sg *globSeg) width() int { return max(len(sg.lit), len(sg.toks)) }
+
+// compileGlob parses g with the token rules of the recursive matcher it
+// replaces (kept as the oracle in patternlinear_test.go): '?' is any byte,
+// "[...]" a class (see classEnd and classMatch), `\x` the byte x. A glob the
+// old matcher could never match (unterminated class, trailing backslash;
+// checkGlob rejects both) compiles to one that matches nothing.
+func compileGlob(g string) glob {
+	var out glob
+	var lit []byte     // the segment so far, while it is all literal bytes
+	var toks []byteSet // the segment so far, once it is not
+	add := func(b byteSet) {
+		if toks == nil {
+			for _, c := range lit {
+				var t byteSet
+				t.add(c)
+				toks = append(toks, t)
+			}
+		}
+		toks = append(toks, b)
+	}
+	one := func(c byte) {
+		if toks == nil {
+			lit = append(lit, c)
+			return
+		}
+		var b byteSet
+		b.add(c)
+		toks = append(toks, b)
+	}
+	flush := func() {
+		if toks != nil {
+			out.segs = append(out.segs, globSeg{toks: toks})
+		} else {
+			out.segs = append(out.segs, globSeg{lit: string(lit)})
+		}
+		lit, toks = nil, nil
+	}
+	for i := 0; i < len(g); i++ {
+		switch g[i] {
 		case '*':
-			for len(g) > 0 && g[0] == '*' {
-				g = g[1:]
+			for i+1 < len(g) && g[i+1] == '*' {
+				i++
 			}
-			if len(g) == 0 {
-				return true
+			flush()
+		case '?':
+			add(byteSet{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)})
+		case '[':
+			end := classEnd(g, i)
+			if end < 0 {
+				return glob{never: true}
 			}
-			for i := 0; i <= len(s); i++ {
-				if globMatch(g, s[i:]) {
-					return true
+			var b byteSet
+			for c := 0; c < 256; c++ {
+				if classMatch(g[i+1:end], byte(c)) {
+					b.add(byte(c))
 				}
 			}
-			return false
-		case '?':
-			if len(s) == 0 {
-				return false
-			}
-			g, s = g[1:], s[1:]
-		case '[':
-			end := classEnd(g, 0)
-			if len(s) == 0 || end < 0 || !classMatch(g[1:end], s[0]) {
-				return false
-			}
-			g, s = g[end+1:], s[1:]
+			add(b)
+			i = end
 		case '\\':
-			if len(g) < 2 || len(s) == 0 || g[1] != s[0] {
-				return false
+			if i+1 >= len(g) {
+				return glob{never: true}
 			}
-			g, s = g[2:], s[1:]
+			i++
+			one(g[i])
 		default:
-			if len(s) == 0 || g[0] != s[0] {
-				return false
-			}
-			g, s = g[1:], s[1:]
+			one(g[i])
 		}
 	}
-	return len(s) == 0
+	flush()
+	// Only the segments between stars are searched for; the first and the
+	// last are compared in place.
+	for i := 1; i < len(out.segs)-1; i++ {
+		if sg := &out.segs[i]; sg.toks != nil {
+			sg.words = (len(sg.toks) + 63) / 64
+			sg.masks = make([]uint64, 256*sg.words)
+			for k := range sg.toks {
+				for c := 0; c < 256; c++ {
+					if sg.toks[k].has(byte(c)) {
+						sg.masks[c*sg.words+k/64] |= 1 << (k % 64)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// at reports whether sg matches s[:sg.width()]; len(s) >= sg.width().
+func (sg *globSeg) at(s string) bool {
+	if sg.toks == nil {
+		return s[:len(sg.lit)] == sg.lit
+	}
+	for i := range sg.toks {
+		if !sg.toks[i].has(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// index returns the leftmost position where sg matches in s, or -1.
+func (sg *globSeg) index(s string) int {
+	if sg.toks == nil {
+		return strings.Index(s, sg.lit)
+	}
+	// Bit k of d is set when toks[:k+1] matches the text ending at s[i]:
+	// one pass over s, len(toks)/64 words of work per byte.
+	n, nw := len(sg.toks), sg.words
+	last, lastBit := (n-1)/64, uint64(1)<<((n-1)%64)
+	if nw == 1 {
+		var d uint64
+		for i := 0; i < len(s); i++ {
+			d = (d<<1 | 1) & sg.masks[s[i]]
+			if d&lastBit != 0 {
+				return i - n + 1
+			}
+		}
+		return -1
+	}
+	d := make([]uint64, nw)
+	for i := 0; i < len(s); i++ {
+		m := sg.masks[int(s[i])*nw:]
+		carry := uint64(1)
+		for w := range d {
+			next := d[w] >> 63
+			d[w] = (d[w]<<1 | carry) & m[w]
+			carry = next
+		}
+		if d[last]&lastBit != 0 {
+			return i - n + 1
+		}
+	}
+	return -1
+}
+
+func (g *glob) match(s string) bool {
+	if g.never {
+		return false
+	}
+	head := &g.segs[0]
+	if len(g.segs) == 1 {
+		return len(s) == head.width() && head.at(s)
+	}
+	tail := &g.segs[len(g.segs)-1]
+	hn, tn := head.width(), tail.width()
+	if len(s) < hn+tn || !head.at(s) || !tail.at(s[len(s)-tn:]) {
+		return false
+	}
+	s = s[hn : len(s)-tn]
+	for i := 1; i < len(g.segs)-1; i++ {
+		sg := &g.segs[i]
+		j := sg.index(s)
+		if j < 0 {
+			return false
+		}
+		s = s[j+sg.width():]
+	}
+	return true
 }
 
 func classMatch(class string, c byte) bool {
@@ -321,8 +472,8 @@ func (m *wordMatcher) matchText(s string) bool {
 		}
 		return false
 	}
-	for _, a := range m.alts {
-		if globMatch(a, s) {
+	for i := range m.globs {
+		if m.globs[i].match(s) {
 			return true
 		}
 	}

@@ -82,12 +82,19 @@ func (s *Server) handleAgentAction(w http.ResponseWriter, r *http.Request, p Pee
 			msg = fmt.Sprintf("killed %s: %d run(s) stopped; new requests are refused until revive", name, runs)
 		}
 	case "revive":
+		wasFrozen := s.switches.get().Agents[name].Frozen
 		err = s.switches.update(func(st *switchState) { delete(st.Agents, name) })
 		msg = fmt.Sprintf("revived %s", name)
+		if err == nil && wasFrozen {
+			// Revive lifts any switch: a frozen agent's paused runs go on.
+			runs, err = s.runner.FreezeAgent(name, false)
+			msg = fmt.Sprintf("revived %s: %d frozen run(s) resumed", name, runs)
+		}
 	case "freeze":
 		err = s.switches.update(func(st *switchState) { st.Agents[name] = Switch{Frozen: true, By: p.UID, Since: now} })
 		if err == nil {
 			runs, err = s.runner.FreezeAgent(name, true)
+			s.rejectPending(name, fmt.Sprintf("agent frozen by uid %d", p.UID), p.UID)
 			msg = fmt.Sprintf("froze %s: %d run(s) paused; new requests are refused until thaw", name, runs)
 		}
 	case "thaw":
@@ -113,10 +120,11 @@ func (s *Server) handleAgentAction(w http.ResponseWriter, r *http.Request, p Pee
 	writeJSON(w, http.StatusOK, api.AdminResult{Message: msg, Runs: runs})
 }
 
-// rejectPending rejects every approval an agent is waiting for.
+// rejectPending rejects every approval an agent ("": every agent) is
+// waiting for.
 func (s *Server) rejectPending(agent, reason string, by uint32) {
 	for _, a := range s.pending.list() {
-		if a.Agent == agent {
+		if agent == "" || a.Agent == agent {
 			if pa := s.pending.get(a.ID); pa != nil {
 				pa.decide(verdictOfHuman{state: "rejected", reason: reason, reviewer: by})
 			}
@@ -139,6 +147,7 @@ func (s *Server) handleLockdown(w http.ResponseWriter, r *http.Request, p Peer) 
 	}
 	msg := "lockdown off: requests are served again"
 	if req.On {
+		s.rejectPending("", fmt.Sprintf("lockdown by uid %d", p.UID), p.UID)
 		msg = "lockdown on: every new request from every agent is refused"
 	}
 	s.adminRecord(p, "", "lockdown", msg)

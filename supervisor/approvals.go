@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +42,8 @@ type verdictOfHuman struct {
 	reviewer uint32
 	reason   string
 	state    string // approved, rejected, expired
+	// unattended: no human decided (the client left or the run ended).
+	unattended bool
 }
 
 // pending holds the approvals waiting; each is single-use.
@@ -136,7 +139,13 @@ func (s *Server) askHuman(ctx context.Context, ri *reqInfo, req api.ExecRequest,
 		a.decide(verdictOfHuman{state: "expired", reason: fmt.Sprintf("no admin decided within approval_timeout (%s)", s.cfg.ApprovalTimeout)})
 		v = <-a.decision
 	case <-ctx.Done():
-		a.decide(verdictOfHuman{state: "rejected", reason: "the client went away"})
+		// The client left, or the run this exec belongs to ended (timed
+		// out, killed): the request is dropped from the pending list.
+		why := "the client went away"
+		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+			why = c.Error()
+		}
+		a.decide(verdictOfHuman{state: "rejected", reason: why, unattended: true})
 		v = <-a.decision
 	}
 	pri := audit.PriInfo
@@ -147,7 +156,7 @@ func (s *Server) askHuman(ctx context.Context, ri *reqInfo, req api.ExecRequest,
 	rec := ri.record(audit.EventApproval, pri, fmt.Sprintf("%s %s", strings.ToUpper(v.state), joinAsks(asks))).
 		Set(audit.FieldDecision, v.state).Set(audit.FieldArgv, string(argv)).Set(audit.FieldRule, rule.String()).
 		Set(audit.FieldReason, v.reason)
-	if v.state != "expired" && v.reason != "the client went away" {
+	if v.state != "expired" && !v.unattended {
 		rec.SetInt(audit.FieldReviewerUID, int64(v.reviewer))
 	}
 	if err := s.sink.Write(rec); err != nil {

@@ -84,7 +84,7 @@ deny_read = ["**/.env"]
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		if check {
-			spec.ExecCheck = s.execChecker(ctx, ri, api.ExecRequest{Script: script}, newEventStream(httptest.NewRecorder()), []string{spec.Shell, "-c", script}, nil, cancel)
+			spec.ExecCheck = s.execChecker(ri, api.ExecRequest{Script: script}, newEventStream(httptest.NewRecorder()), []string{spec.Shell, "-c", script}, nil, cancel)
 		}
 		start := time.Now()
 		res, err := r.Run(ctx, spec)

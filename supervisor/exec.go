@@ -407,8 +407,9 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req a
 			Set(audit.FieldReason, reason).Set(audit.FieldRule, rule.String()))
 		return refused(126, status, api.Error{Error: "deny: " + reason, ID: ri.id, Decision: "deny", Reason: reason, Rule: rule.String()})
 	}
+	switchLoc := profiles.Loc{File: filepath.Join(s.cfg.StateDir, "switches.json")}
 	if why := s.switches.refusal(prof.Name); why != "" {
-		return deny(http.StatusForbidden, why, profiles.Loc{File: filepath.Join(s.cfg.StateDir, "switches.json")})
+		return deny(http.StatusForbidden, why, switchLoc)
 	}
 	if why := scheduleRefusal(prof, s.now()); why != "" {
 		return deny(http.StatusForbidden, why, prof.LocOf("schedule.windows"))
@@ -463,15 +464,28 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req a
 		}
 	}
 
+	// denyLate refuses after the stream may have begun (an ask was
+	// pending): in the stream then, with the same decision record.
+	denyLate := func(status int, reason string, rule profiles.Loc) outcome {
+		if out == nil {
+			return deny(status, reason, rule)
+		}
+		s.sink.Write(ri.record(audit.EventDecision, audit.PriWarning, "DENY "+reason).Set(audit.FieldDecision, "deny").
+			Set(audit.FieldReason, reason).Set(audit.FieldRule, rule.String()))
+		code := 126
+		out.send(api.Event{Event: api.EventDenied, ID: ri.id, Reason: reason, Rule: rule.String()})
+		return outcome{code: 126, stream: out, last: &api.Event{Event: api.EventExit, ID: ri.id, Code: &code}}
+	}
+	// A switch thrown while a human decided starts nothing: kill, freeze
+	// and lockdown beat an approval given after them.
+	if why := s.switches.refusal(prof.Name); why != "" {
+		return denyLate(http.StatusForbidden, why, switchLoc)
+	}
+
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	if msg := s.register(ri, req, cancel); msg != "" {
-		if out != nil {
-			code := 126
-			out.send(api.Event{Event: api.EventDenied, ID: ri.id, Reason: msg, Rule: prof.LocOf("limits.concurrent").String()})
-			return outcome{code: 126, stream: out, last: &api.Event{Event: api.EventExit, ID: ri.id, Code: &code}}
-		}
-		return deny(http.StatusTooManyRequests, msg, prof.LocOf("limits.concurrent"))
+		return denyLate(http.StatusTooManyRequests, msg, prof.LocOf("limits.concurrent"))
 	}
 	defer s.unregister(ri)
 
@@ -481,16 +495,32 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req a
 	spec := s.spec(prof, ri, req, cwd, env)
 	spec.Stdin = stdin
 	spec.Stdout, spec.Stderr = out.writer(api.EventStdout), out.writer(api.EventStderr)
+	var started sandbox.StartInfo // filled in by the sandbox before OnStart
+	spec.StartInfo, spec.DenyReadPatterns = &started, prof.DenyRead.Patterns
+	var switched string
 	spec.OnStart = func(pid int, cgroup string) error {
+		// The last moment before any of the agent's code runs: a switch
+		// thrown by now still holds.
+		if switched = s.switches.refusal(prof.Name); switched != "" {
+			return errors.New(switched)
+		}
 		// Written before any of the agent's code runs: no record, no run.
 		ri.initPid = pid
+		cut := int64(0)
+		if started.MaskCut {
+			cut = 1
+		}
 		return s.sink.Write(ri.record(audit.EventStart, audit.PriInfo, fmt.Sprintf("START pid %d cgroup %s", pid, cgroup)).
-			SetInt(audit.FieldPid, int64(pid)).Set(audit.FieldCgroup, cgroup))
+			SetInt(audit.FieldPid, int64(pid)).Set(audit.FieldCgroup, cgroup).
+			SetInt(audit.FieldMasked, int64(started.Masked)).SetInt(audit.FieldMaskCut, cut))
 	}
 	if s.runtimeCheck {
-		spec.ExecCheck = s.execChecker(ctx, ri, req, out, append([]string{spec.Shell, "-c", spec.Script}, spec.Args...), approved, cancel)
+		spec.ExecCheck = s.execChecker(ri, req, out, append([]string{spec.Shell, "-c", spec.Script}, spec.Args...), approved, cancel)
 	}
 	result, err := s.runner.Run(ctx, spec)
+	if err != nil && switched != "" {
+		return denyLate(http.StatusForbidden, switched, switchLoc)
+	}
 	if err != nil {
 		msg := "execgate could not run the script: " + err.Error()
 		s.sink.Write(ri.record(audit.EventError, audit.PriErr, "ERROR "+msg).Set(audit.FieldReason, msg))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,75 +47,149 @@ func (s script) continues(argv []string) bool {
 	return false
 }
 
-// execChecker decides every exec of one run. It is called from one
-// goroutine per run (execwatch.Watch), so its state needs no lock.
-// approved are the argv lists a human approved for this run (a static
-// ask): their execs do not ask again.
-func (s *Server) execChecker(ctx context.Context, ri *reqInfo, req api.ExecRequest, out *eventStream, argv []string, approved [][]string, kill context.CancelFunc) execwatch.Decide {
-	first := true
-	free := map[int]mark{}
-	scripts := map[int]script{}
-	return func(e *execwatch.Exec) error {
-		if first {
-			// The init's exec of the shell is the script itself, which the
-			// static layer decided; anything else in its place is refused.
-			first = false
-			if e.Err == nil && slices.Equal(e.Argv, argv) {
-				return nil
-			}
-		}
-		var v policy.Verdict
-		var identity string
-		if e.Err != nil {
-			v = policy.Verdict{Decision: profiles.Deny, Rule: profiles.Loc{File: ri.prof.File}, Reason: "cannot be checked: " + e.Err.Error()}
-		} else {
-			identity = s.reg.Load().bins.identify(e.Pid, e.Resolved)
-			pe := policy.Exec{Path: e.Resolved, Alias: e.Alias, Argv: e.Argv, Cwd: e.Cwd, UnderAny: underAny(e.Pid, free), Identity: identity}
-			if sc, ok := scripts[e.Pid]; ok && sc.continues(e.Argv) {
-				pe.Continues = sc.rule
-			}
-			v = policy.DecideExec(ri.prof, pe)
-		}
-		if v.Decision != profiles.Deny && e.Err == nil {
-			if why, key := s.caps.exec(ri.prof, s.now()); why != "" {
-				v = policy.Verdict{Decision: profiles.Deny, Rule: ri.prof.LocOf(key), Reason: why}
-			}
-		}
-		if v.Decision == profiles.Ask && slices.ContainsFunc(approved, func(a []string) bool { return slices.Equal(a, e.Argv) }) {
-			v.Decision, v.Reason = profiles.Allow, "approved for this run: "+v.Reason
-		}
-		if v.Decision == profiles.Ask {
-			// The exec waits in the kernel while a human decides.
-			h := s.askHuman(ctx, ri, req, []asked{{argv: e.Argv, program: e.Resolved}}, v.Rule, v.Reason, true, func(a api.Approval) {
-				out.send(api.Event{Event: api.EventPending, ID: a.ID, Invocation: shellJoin(e.Argv, e.Path), Rule: v.Rule.String(), Reason: v.Reason})
-			})
-			if h.approve {
-				v.Decision, v.Reason = profiles.Allow, h.reason
-			} else {
-				v.Decision, v.Reason = profiles.Deny, h.state+": "+h.reason
-			}
-		}
-		if err := s.sink.Write(execRecord(ri, e, &v, identity)); err != nil {
-			// The audit trail is gone: the run must not go on unrecorded.
-			logf("audit: %v: killing run %s", err, ri.id)
-			kill()
-			return fmt.Errorf("audit: %w", err)
-		}
-		if v.Decision == profiles.Allow {
-			if v.By != nil && v.By.NestedAny {
-				if st, err := execwatch.ProcStat(e.Pid); err == nil {
-					free[e.Pid] = mark{rule: v.By, start: st.Start}
-				}
-			}
-			if v.By != nil && v.By.Action == profiles.Allow {
-				scripts[e.Pid] = script{rule: v.By, path: e.Path, argv: e.Argv}
-			} else {
-				delete(scripts, e.Pid)
-			}
+// execCheck decides every exec of one run. Watch calls it from one
+// goroutine, so its state needs no lock.
+type execCheck struct {
+	s    *Server
+	ri   *reqInfo
+	req  api.ExecRequest
+	out  *eventStream
+	kill context.CancelFunc
+	// argv is the init's exec of the shell: the script the static layer
+	// decided. approved are the argv lists a human approved for this run
+	// (a static ask): their execs do not ask again.
+	argv     [][]string
+	approved [][]string
+	first    bool
+	free     map[int]mark
+	scripts  map[int]script
+	// last is the verdict of the exec just allowed, for Confirm.
+	last   policy.Verdict
+	lastID string
+}
+
+func (s *Server) execChecker(ri *reqInfo, req api.ExecRequest, out *eventStream, argv []string, approved [][]string, kill context.CancelFunc) *execCheck {
+	return &execCheck{s: s, ri: ri, req: req, out: out, kill: kill, argv: [][]string{argv}, approved: approved,
+		first: true, free: map[int]mark{}, scripts: map[int]script{}}
+}
+
+// Decide answers an exec before the kernel runs it. ctx ends with the
+// run, and with it any wait for a human.
+func (c *execCheck) Decide(ctx context.Context, e *execwatch.Exec) error {
+	if c.first {
+		// The init's exec of the shell is the script itself, which the
+		// static layer decided; anything else in its place is refused.
+		c.first = false
+		if e.Err == nil && slices.Equal(e.Argv, c.argv[0]) {
+			c.last, c.lastID = policy.Verdict{Decision: profiles.Allow}, ""
 			return nil
 		}
-		out.send(api.Event{Event: api.EventDenied, ID: ri.id, Invocation: shellJoin(e.Argv, e.Path), Rule: v.Rule.String(), Reason: v.Reason})
+	}
+	ri, prof := c.ri, c.ri.prof
+	var v policy.Verdict
+	var identity string
+	if e.Err != nil {
+		v = policy.Verdict{Decision: profiles.Deny, Rule: profiles.Loc{File: prof.File}, Reason: "cannot be checked: " + e.Err.Error()}
+	} else {
+		identity = c.s.reg.Load().bins.identify(e.Pid, e.Resolved)
+		pe := policy.Exec{Path: e.Resolved, Alias: e.Alias, Argv: e.Argv, Cwd: e.Cwd, UnderAny: underAny(e.Pid, c.free), Identity: identity}
+		if sc, ok := c.scripts[e.Pid]; ok && sc.continues(e.Argv) {
+			pe.Continues = sc.rule
+		}
+		v = policy.DecideExec(prof, pe)
+	}
+	if v.Decision != profiles.Deny && e.Err == nil {
+		if why, key := c.s.caps.exec(prof, c.s.now()); why != "" {
+			v = policy.Verdict{Decision: profiles.Deny, Rule: prof.LocOf(key), Reason: why}
+		}
+	}
+	if v.Decision == profiles.Ask && slices.ContainsFunc(c.approved, func(a []string) bool { return slices.Equal(a, e.Argv) }) {
+		v.Decision, v.Reason = profiles.Allow, "approved for this run: "+v.Reason
+	}
+	if v.Decision == profiles.Ask {
+		// The exec waits in the kernel while a human decides.
+		h := c.s.askHuman(ctx, ri, c.req, []asked{{argv: e.Argv, program: e.Resolved}}, v.Rule, v.Reason, true, func(a api.Approval) {
+			c.out.send(api.Event{Event: api.EventPending, ID: a.ID, Invocation: shellJoin(e.Argv, e.Path), Rule: v.Rule.String(), Reason: v.Reason})
+		})
+		if h.approve {
+			v.Decision, v.Reason = profiles.Allow, h.reason
+		} else {
+			v.Decision, v.Reason = profiles.Deny, h.state+": "+h.reason
+		}
+	}
+	if err := c.record(e, &v, identity); err != nil {
+		return err
+	}
+	if v.Decision != profiles.Allow {
 		return errors.New(v.Reason)
+	}
+	c.last, c.lastID = v, identity
+	c.allowed(e.Pid, e.Path, e.Argv, &v)
+	return nil
+}
+
+// Confirm decides again at the exec event when the new image is not the
+// exec that was decided. A "#!" script legitimately runs its interpreter
+// (INTERP [OPTS] PATH ARGS); anything else another thread or process
+// changed between the check and the kernel's copy, and is decided on what
+// the kernel really executed. Nothing asks here: the new image is stopped
+// before its first instruction and runs only if the rules allow it as is.
+func (c *execCheck) Confirm(ctx context.Context, decided, ran *execwatch.Exec) error {
+	prof := c.ri.prof
+	var v policy.Verdict
+	var identity string
+	if ran.Err != nil {
+		v = policy.Verdict{Decision: profiles.Deny, Rule: profiles.Loc{File: prof.File}, Reason: "cannot be confirmed: " + ran.Err.Error()}
+	} else {
+		identity = c.s.reg.Load().bins.identifyFile("/proc/"+strconv.Itoa(ran.Pid)+"/exe", path.Base(ran.Resolved))
+		if ran.Resolved == decided.Resolved && identity == c.lastID && slices.Equal(ran.Argv, decided.Argv) {
+			return nil // the same program and argv, only a file too fresh to trust its ctime
+		}
+		pe := policy.Exec{Path: ran.Resolved, Argv: ran.Argv, Cwd: ran.Cwd, UnderAny: underAny(ran.Pid, c.free), Identity: identity}
+		if c.last.By != nil && (script{rule: c.last.By, path: decided.Path, argv: decided.Argv}).continues(ran.Argv) {
+			pe.Continues = c.last.By
+		}
+		v = policy.DecideExec(prof, pe)
+		if v.Decision == profiles.Allow {
+			c.allowed(ran.Pid, ran.Path, ran.Argv, &v)
+			return nil
+		}
+	}
+	v.Decision = profiles.Deny
+	v.Reason = fmt.Sprintf("the exec raced its check: the kernel executed %q, not the %q that was allowed (%s)",
+		shellJoin(ran.Argv, ran.Path), shellJoin(decided.Argv, decided.Path), v.Reason)
+	if err := c.record(ran, &v, identity); err != nil {
+		return err
+	}
+	return errors.New(v.Reason)
+}
+
+// record journals an exec decision and tells the client of a denial. An
+// exec goes on only with its record written: without the trail, the run
+// is killed.
+func (c *execCheck) record(e *execwatch.Exec, v *policy.Verdict, identity string) error {
+	if err := c.s.sink.Write(execRecord(c.ri, e, v, identity)); err != nil {
+		logf("audit: %v: killing run %s", err, c.ri.id)
+		c.kill()
+		return fmt.Errorf("audit: %w", err)
+	}
+	if v.Decision != profiles.Allow {
+		c.out.send(api.Event{Event: api.EventDenied, ID: c.ri.id, Invocation: shellJoin(e.Argv, e.Path), Rule: v.Rule.String(), Reason: v.Reason})
+	}
+	return nil
+}
+
+// allowed notes what an allowed exec lets its process do next.
+func (c *execCheck) allowed(pid int, p string, argv []string, v *policy.Verdict) {
+	if v.By != nil && v.By.NestedAny {
+		if st, err := execwatch.ProcStat(pid); err == nil {
+			c.free[pid] = mark{rule: v.By, start: st.Start}
+		}
+	}
+	if v.By != nil && v.By.Action == profiles.Allow {
+		c.scripts[pid] = script{rule: v.By, path: p, argv: argv}
+	} else {
+		delete(c.scripts, pid)
 	}
 }
 

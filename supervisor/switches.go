@@ -29,9 +29,10 @@ type switchState struct {
 
 // switches persists switchState as one JSON file, replaced atomically.
 type switches struct {
-	path string
-	mu   sync.Mutex
-	st   switchState
+	path    string
+	syncDir func(dir string) error // fsyncDir; tests fail it
+	mu      sync.Mutex
+	st      switchState
 }
 
 func loadSwitches(dir string) (*switches, error) {
@@ -54,7 +55,12 @@ func loadSwitches(dir string) (*switches, error) {
 }
 
 // update changes the state under the lock and writes it before returning:
-// a switch an admin was told is on, is on after a crash.
+// a switch an admin was told is on, is on after a crash or a power cut.
+// The new state goes to a temporary file, which is synced, renamed over
+// the old one, and the rename synced in the directory. Any failure is
+// returned, so the admin's command fails rather than pretend. Once the
+// rename is done the file says the new state, so the daemon does too,
+// even when the directory sync then fails.
 func (s *switches) update(f func(*switchState)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -69,15 +75,7 @@ func (s *switches) update(f func(*switchState)) error {
 		return err
 	}
 	tmp := s.path + ".tmp"
-	fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("save kill switches: %w", err)
-	}
-	_, err = fh.Write(b)
-	if err == nil {
-		err = fh.Sync()
-	}
-	fh.Close()
+	err = writeSynced(tmp, b)
 	if err == nil {
 		err = os.Rename(tmp, s.path)
 	}
@@ -85,12 +83,44 @@ func (s *switches) update(f func(*switchState)) error {
 		os.Remove(tmp)
 		return fmt.Errorf("save kill switches: %w", err)
 	}
-	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
 	s.st = next
+	syncDir := s.syncDir
+	if syncDir == nil {
+		syncDir = fsyncDir
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return fmt.Errorf("save kill switches: %s may not survive a power cut: %w", s.path, err)
+	}
 	return nil
+}
+
+// writeSynced writes a new file and syncs it to disk.
+func writeSynced(name string, b []byte) error {
+	fh, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = fh.Write(b)
+	if err == nil {
+		err = fh.Sync()
+	}
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// fsyncDir makes the names created, removed or renamed in dir durable.
+func fsyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (s *switches) get() switchState {

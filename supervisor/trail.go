@@ -11,27 +11,28 @@ import (
 // trail is the audit sink as the server uses it: a failed write is said on
 // the daemon's stderr at once, and in a record of its own ahead of the next
 // record that can be written, so a gap in the trail is never silent.
+// Every lost record is counted in exactly one note. The sink must be safe
+// for concurrent writes: only the notes are written under the lock.
 type trail struct {
 	sink audit.Sink
 
 	mu      sync.Mutex
-	lost    int
+	lost    int // records lost and in no note yet
 	lastErr error
 }
 
 func (t *trail) Write(r *audit.Record) error {
 	t.mu.Lock()
-	lost, lastErr := t.lost, t.lastErr
-	t.mu.Unlock()
-	if lost > 0 {
-		note := audit.New(audit.EventError, audit.PriErr, fmt.Sprintf("AUDIT %d record(s) could not be written: %v", lost, lastErr)).
-			Set(audit.FieldReason, lastErr.Error()).Set(audit.FieldLost, strconv.Itoa(lost))
+	if t.lost > 0 {
+		// Written under the lock: the note says exactly the records lost
+		// so far, and no other writer can say them again.
+		note := audit.New(audit.EventError, audit.PriErr, fmt.Sprintf("AUDIT %d record(s) could not be written: %v", t.lost, t.lastErr)).
+			Set(audit.FieldReason, t.lastErr.Error()).Set(audit.FieldLost, strconv.Itoa(t.lost))
 		if err := t.sink.Write(note); err == nil {
-			t.mu.Lock()
-			t.lost -= lost
-			t.mu.Unlock()
+			t.lost = 0
 		}
 	}
+	t.mu.Unlock()
 	err := t.sink.Write(r)
 	if err != nil {
 		t.mu.Lock()

@@ -28,8 +28,12 @@ import (
 // a delegated v2 subtree systemd may remove them (and kill what is in
 // them) before the restart; the ledger does not depend on that, and its
 // records carry the uid, the peer pid and the start time too.
+//
+// An entry is synced to disk, file and directory, before the run's code
+// runs (ledgerRunner adds it from OnStart), so a power cut cannot lose it.
 type ledger struct {
-	dir string
+	dir     string
+	syncDir func(dir string) error // fsyncDir; tests fail it
 }
 
 // ledgerEntry is one run in progress.
@@ -46,14 +50,56 @@ func newLedger(dir string) (*ledger, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("run ledger: %w", err)
 	}
+	// The ledger's own name in the state dir must survive a power cut too.
+	if err := fsyncDir(filepath.Dir(dir)); err != nil {
+		return nil, fmt.Errorf("run ledger: %w", err)
+	}
 	return &ledger{dir: dir}, nil
 }
 
 func (l *ledger) path(id string) string { return filepath.Join(l.dir, id+".json") }
 
+// add records a run durably: the file and its name in the directory are
+// on disk when add returns nil. A crash before that is harmless: the run
+// has not started (a torn file still names its run, see entries).
 func (l *ledger) add(e ledgerEntry) error {
 	b, _ := json.Marshal(e)
-	return os.WriteFile(l.path(e.ID), b, 0o600)
+	fh, err := os.OpenFile(l.path(e.ID), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = fh.Write(b)
+	if err == nil {
+		err = fh.Sync()
+	}
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		syncDir := l.syncDir
+		if syncDir == nil {
+			syncDir = fsyncDir
+		}
+		err = syncDir(l.dir)
+	}
+	if err != nil {
+		os.Remove(l.path(e.ID))
+		return err
+	}
+	return nil
+}
+
+// fsyncDir makes the names created, removed or renamed in dir durable.
+func fsyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (l *ledger) remove(id string) {
@@ -100,7 +146,11 @@ func (r ledgerRunner) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Resul
 			return fmt.Errorf("run ledger: %w", err)
 		}
 		if onStart != nil {
-			return onStart(pid, cgroup)
+			if err := onStart(pid, cgroup); err != nil {
+				// Not started (no start record): there is nothing to end.
+				r.l.remove(spec.ID)
+				return err
+			}
 		}
 		return nil
 	}

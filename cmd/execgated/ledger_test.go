@@ -63,3 +63,42 @@ func TestParentOf(t *testing.T) {
 		t.Error("parent of a missing process")
 	}
 }
+
+// An entry is on disk, its directory synced, before add returns: one that
+// cannot be made durable is an error (the run is refused) and leaves no
+// file behind.
+func TestLedgerAddIsDurable(t *testing.T) {
+	l, err := newLedger(filepath.Join(t.TempDir(), "runs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var synced []string
+	l.syncDir = func(d string) error { synced = append(synced, d); return nil }
+	if err := l.add(ledgerEntry{ID: "a", Agent: "flow", Pid: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 1 || synced[0] != l.dir {
+		t.Errorf("directory syncs: %q", synced)
+	}
+	if es := l.entries(); len(es) != 1 || es[0].ID != "a" || es[0].Pid != 7 {
+		t.Errorf("entries: %+v", es)
+	}
+
+	eio := errors.New("input/output error")
+	l.syncDir = func(string) error { return eio }
+	if err := l.add(ledgerEntry{ID: "b", Agent: "flow"}); !errors.Is(err, eio) {
+		t.Errorf("a failed directory sync: %v", err)
+	}
+	if _, err := os.Stat(l.path("b")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an entry that is not durable was left: %v", err)
+	}
+
+	l.syncDir = nil // the real fsync
+	if err := l.add(ledgerEntry{ID: "c", Agent: "flow"}); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(l.dir)
+	if err := l.add(ledgerEntry{ID: "d", Agent: "flow"}); err == nil {
+		t.Error("an entry written nowhere was reported added")
+	}
+}

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"unsafe"
 
 	seccomp "github.com/seccomp/libseccomp-golang"
@@ -25,7 +25,8 @@ const (
 
 // Exec is one trapped execve or execveat.
 type Exec struct {
-	Pid, PPid int    // host pids of the caller and its parent
+	Pid, PPid int    // host pids of the caller (the thread) and its parent
+	Tgid      int    // the caller's process: its pid once a thread execs
 	Path      string // as the caller passed it
 	// Resolved is the real path inside the caller's mount namespace,
 	// symlinks resolved; "" when it could not be resolved (the exec is
@@ -36,8 +37,11 @@ type Exec struct {
 	Alias string
 	Argv  []string
 	Cwd   string // the caller's working directory, in its namespace
-	// Err says why the exec could not be read or resolved; decide should
-	// deny it.
+	// File is the identity of the resolved file: what the kernel must
+	// have opened for the decision to stand.
+	File FileID
+	// Err says why the exec could not be read or resolved; the Checker
+	// should deny it.
 	Err error
 	// errno, when set, answers the exec without asking decide: the file
 	// does not exist (ENOENT, ENOTDIR), as the kernel itself would say.
@@ -46,14 +50,62 @@ type Exec struct {
 	errno unix.Errno
 }
 
-// Decide answers an exec: nil lets it run, an error fails it with EACCES.
-type Decide func(*Exec) error
+// FileID tells one version of a file apart: ctime moves with every write,
+// and a file being executed cannot be written (ETXTBSY), so an equal
+// FileID at the exec event means equal content.
+type FileID struct {
+	Dev, Ino uint64
+	Ctime    unix.Timespec
+}
+
+func fileID(st *unix.Stat_t) FileID {
+	return FileID{Dev: st.Dev, Ino: st.Ino, Ctime: st.Ctim}
+}
+
+// A Checker decides the execs of one run. Watch calls it from one
+// goroutine, one exec at a time.
+type Checker interface {
+	// Decide answers an exec before it happens: nil lets it run, an error
+	// fails it with EACCES. ctx ends with the run.
+	Decide(ctx context.Context, e *Exec) error
+	// Confirm is asked at the exec event when the new image differs from
+	// the decided exec (a "#!" script runs its interpreter; anything else
+	// is a race). ran describes the new image, which has not yet run an
+	// instruction: nil lets it run, an error kills it.
+	Confirm(ctx context.Context, decided, ran *Exec) error
+}
+
+// DecideFunc is a Checker from a function, which also decides what ran
+// when it differs from what was decided.
+type DecideFunc func(ctx context.Context, e *Exec) error
+
+func (f DecideFunc) Decide(ctx context.Context, e *Exec) error { return f(ctx, e) }
+
+func (f DecideFunc) Confirm(ctx context.Context, _, ran *Exec) error { return f(ctx, ran) }
 
 // Watch serves the listener until every process under the filter is gone
-// or ctx ends. Each trapped exec is read, resolved and decided; any failure
-// along the way denies it. Watch returns nil when the run ended.
-func Watch(ctx context.Context, listener *os.File, decide Decide) error {
+// or ctx ends. Each trapped exec is read, resolved and decided, and an
+// allowed one is confirmed at its exec event; any failure along the way
+// denies it. Watch returns nil when the run ended.
+//
+// Watch holds its OS thread while it serves: ptrace requests must come
+// from the tracing thread. Every tracee is let go (or dead) before the
+// next notification, so the thread goes back to the runtime when Watch
+// returns; it must not end with it, since the runs' inits are started
+// with a parent-death signal and one may have been forked from this very
+// thread. Should the daemon die mid-confirmation, PTRACE_O_EXITKILL kills
+// the tracee rather than leave it unchecked.
+func Watch(ctx context.Context, listener *os.File, c Checker) error {
+	return watch(ctx, listener, c, true)
+}
+
+// watch is Watch; confirm false leaves out the confirmation, which only
+// the benchmark that measures its cost does.
+func watch(ctx context.Context, listener *os.File, c Checker, confirm bool) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	fd := int(listener.Fd())
+	buf := make([]byte, 4096) // the confirmations' argv buffer
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
 		if ctx.Err() != nil {
@@ -79,35 +131,59 @@ func Watch(ctx context.Context, listener *os.File, decide Decide) error {
 			}
 			return fmt.Errorf("execwatch: receive: %w", err)
 		}
-		handle(fd, req, decide)
+		handle(ctx, fd, req, c, confirm, buf)
 	}
 }
 
-func handle(fd int, req *seccomp.ScmpNotifReq, decide Decide) {
+func handle(ctx context.Context, fd int, req *seccomp.ScmpNotifReq, c Checker, confirm bool, buf []byte) {
 	e := read(req)
 	// The process may have been killed and its pid reused while we read
-	// it: only answer for what we read if the trap is still live.
-	if err := seccomp.NotifIDValid(seccomp.ScmpFd(fd), req.ID); err != nil {
+	// it: only decide on what we read if the trap is still live.
+	if seccomp.NotifIDValid(seccomp.ScmpFd(fd), req.ID) != nil {
 		return
 	}
 	// libseccomp-golang negates Error for the kernel: give it positive.
 	resp := &seccomp.ScmpNotifResp{ID: req.ID, Error: int32(unix.EACCES)}
+	var t *tracee
 	switch {
 	case e.errno != 0:
 		resp.Error = int32(e.errno)
-	case e.Err == nil && decide(e) == nil:
-		resp.Error, resp.Flags = 0, seccomp.NotifRespFlagContinue
 	case e.Err != nil:
-		decide(e) // so the denial is reported
+		c.Decide(ctx, e) // so the denial is reported
+	case c.Decide(ctx, e) == nil:
+		// Seize before answering: from here the caller cannot get past
+		// its exec without stopping for the confirmation. A caller that
+		// cannot be seized is refused.
+		var err error
+		if !confirm {
+			resp.Error, resp.Flags = 0, seccomp.NotifRespFlagContinue
+		} else if t, err = seize(e.Pid, e.Tgid, buf); err == nil {
+			resp.Error, resp.Flags = 0, seccomp.NotifRespFlagContinue
+		}
 	}
-	seccomp.NotifRespond(seccomp.ScmpFd(fd), resp)
+	// Still live after the decision? For a seized caller this also proves
+	// that the pid seized is the caller's, not a reuse.
+	if seccomp.NotifIDValid(seccomp.ScmpFd(fd), req.ID) != nil {
+		if t != nil {
+			t.release()
+		}
+		return
+	}
+	if seccomp.NotifRespond(seccomp.ScmpFd(fd), resp) != nil && t != nil {
+		t.release() // the caller died meanwhile
+		return
+	}
+	if t != nil {
+		t.confirm(ctx, e, c)
+	}
 }
 
 // read collects everything about a trapped exec from /proc and the
 // caller's memory.
 func read(req *seccomp.ScmpNotifReq) *Exec {
 	pid := int(req.Pid)
-	e := &Exec{Pid: pid, PPid: parentOf(pid)}
+	e := &Exec{Pid: pid}
+	e.Tgid, e.PPid = procStatus(pid)
 	name, _ := req.Data.Syscall.GetName()
 	var pathAddr, argvAddr uint64
 	dirfd := unix.AT_FDCWD
@@ -133,7 +209,7 @@ func read(req *seccomp.ScmpNotifReq) *Exec {
 		return e
 	}
 	e.Cwd, _ = os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
-	e.Resolved, e.Alias, err = resolve(pid, dirfd, e.Path, flags, e.Cwd)
+	e.Resolved, e.Alias, e.File, err = resolve(pid, dirfd, e.Path, flags, e.Cwd)
 	switch {
 	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ENAMETOOLONG):
 		if !errors.As(err, &e.errno) {
@@ -148,6 +224,31 @@ func read(req *seccomp.ScmpNotifReq) *Exec {
 func parentOf(pid int) int {
 	st, _ := ProcStat(pid)
 	return st.PPid
+}
+
+// procStatus reads a thread's process id and parent from the head of
+// /proc/PID/status (Name, Umask, State, Tgid, Ngid, Pid, PPid come first).
+func procStatus(pid int) (tgid, ppid int) {
+	var buf [512]byte
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/status", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return pid, 0
+	}
+	n, _ := unix.Read(fd, buf[:])
+	unix.Close(fd)
+	tgid = pid
+	for _, line := range strings.Split(string(buf[:max(n, 0)]), "\n") {
+		k, v, ok := strings.Cut(line, ":\t")
+		switch {
+		case !ok:
+		case k == "Tgid":
+			tgid, _ = strconv.Atoi(v)
+		case k == "PPid":
+			ppid, _ = strconv.Atoi(v)
+			return tgid, ppid
+		}
+	}
+	return tgid, ppid
 }
 
 // Proc is what /proc/PID/stat says of a process.
@@ -270,7 +371,7 @@ var errNoPath = errors.New("exec of a file with no path")
 // resolve finds the file an exec would run, inside the caller's own mount
 // namespace (its root is /proc/PID/root): the sandbox has a private /tmp
 // and masks the daemon does not see.
-func resolve(pid, dirfd int, p string, flags int, cwd string) (real, alias string, err error) {
+func resolve(pid, dirfd int, p string, flags int, cwd string) (real, alias string, id FileID, err error) {
 	proc := "/proc/" + strconv.Itoa(pid)
 	switch {
 	case p == "" && flags&unix.AT_EMPTY_PATH != 0:
@@ -278,44 +379,48 @@ func resolve(pid, dirfd int, p string, flags int, cwd string) (real, alias strin
 		// no name (a memfd, a deleted file) cannot be matched by any rule.
 		fd, err := unix.Open(proc+"/fd/"+strconv.Itoa(dirfd), unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return "", "", errNoPath
+			return "", "", id, errNoPath
 		}
 		defer unix.Close(fd)
 		var st unix.Stat_t
 		target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
 		if err != nil || unix.Fstat(fd, &st) != nil || st.Nlink == 0 || !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
-			return "", "", fmt.Errorf("%w (%s)", errNoPath, target)
+			return "", "", id, fmt.Errorf("%w (%s)", errNoPath, target)
 		}
-		return target, "", nil
+		return target, "", fileID(&st), nil
 	case strings.HasPrefix(p, "/"):
 	case dirfd == unix.AT_FDCWD:
 		p = path.Join(cwd, p)
 	default:
 		base, err := os.Readlink(proc + "/fd/" + strconv.Itoa(dirfd))
 		if err != nil {
-			return "", "", err
+			return "", "", id, err
 		}
 		p = path.Join(base, p)
 	}
 	root, err := unix.Open(proc+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return "", "", err
+		return "", "", id, err
 	}
 	defer unix.Close(root)
 	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
 	fd, err := unix.Openat2(root, p, &how)
 	if err != nil {
-		return "", "", err
+		return "", "", id, err
 	}
-	real, err = os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	if err == nil {
+		real, err = os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	}
 	unix.Close(fd)
 	if err != nil {
-		return "", "", err
+		return "", "", id, err
 	}
 	if b := path.Base(p); b != path.Base(real) && rootOnly(root, path.Dir(p)) {
 		alias = b
 	}
-	return real, alias, nil
+	return real, alias, fileID(&st), nil
 }
 
 // rootOnly reports whether only root can change dir and every directory
@@ -339,5 +444,3 @@ func rootOnly(root int, dir string) bool {
 		dir = path.Dir(dir)
 	}
 }
-
-var _ = syscall.EACCES

@@ -53,9 +53,18 @@ func child(mode string) int {
 	unix.Close(3)
 	switch mode {
 	case "sh":
-		err = syscall.Exec("/bin/sh", []string{"sh", "-c", os.Getenv("EXECWATCH_SCRIPT")}, os.Environ())
-		fmt.Println("exec sh:", err)
-		return 2
+		// A grandchild of the test, as the daemon's runs are: a traced
+		// child's exec stop would also be reported to the test's own Wait
+		// (the tracer and the parent are one thread group).
+		cmd := exec.Command("/bin/sh", "-c", os.Getenv("EXECWATCH_SCRIPT"))
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			if _, ok := err.(*exec.ExitError); !ok {
+				fmt.Println("exec sh:", err)
+				return 2
+			}
+		}
+		return 0
 	case "memfd":
 		mfd, _ := unix.MemfdCreate("payload", 0)
 		b, _ := os.ReadFile("/bin/true")
@@ -113,7 +122,12 @@ func (s *seen) resolved() []string {
 
 // watched runs the test binary in child mode under Watch with decide, and
 // returns its combined output.
-func watched(t *testing.T, mode, script string, decide Decide) string {
+func watched(t *testing.T, mode, script string, decide func(*Exec) error) string {
+	return watchedBy(t, mode, script, DecideFunc(func(_ context.Context, e *Exec) error { return decide(e) }))
+}
+
+// watchedBy is watched with a whole Checker.
+func watchedBy(t *testing.T, mode, script string, c Checker) string {
 	t.Helper()
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -141,7 +155,7 @@ func watched(t *testing.T, mode, script string, decide Decide) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- Watch(ctx, listener, decide) }()
+	go func() { done <- Watch(ctx, listener, c) }()
 	cmd.Wait()
 	if err := <-done; err != nil {
 		t.Fatalf("Watch: %v", err)

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -20,7 +21,7 @@ func TestExecCheck(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
 	spec := newSpec(t, dir, `/bin/echo allowed; git --version; echo "git=$?"; ln -s /usr/bin/git g; ./g --version; echo "link=$?"; cp /bin/true ./t; ./t; echo "copy=$?"`)
-	spec.ExecCheck = func(e *execwatch.Exec) error {
+	spec.ExecCheck = execwatch.DecideFunc(func(_ context.Context, e *execwatch.Exec) error {
 		mu.Lock()
 		defer mu.Unlock()
 		seen = append(seen, e.Resolved)
@@ -28,7 +29,7 @@ func TestExecCheck(t *testing.T) {
 			return errors.New("no git")
 		}
 		return nil
-	}
+	})
 	res, out, _ := runIt(t, r, spec)
 	if res.Exit != 0 {
 		t.Fatalf("exit %d: %s", res.Exit, out)
@@ -66,12 +67,12 @@ func TestExecCheckPrivateTmp(t *testing.T) {
 	dir := workdir(t)
 	var got string
 	spec := newSpec(t, dir, `cp /bin/true /tmp/x && /tmp/x && echo ran`)
-	spec.ExecCheck = func(e *execwatch.Exec) error {
+	spec.ExecCheck = execwatch.DecideFunc(func(_ context.Context, e *execwatch.Exec) error {
 		if strings.HasSuffix(e.Path, "/x") {
 			got = e.Resolved
 		}
 		return nil
-	}
+	})
 	_, out, _ := runIt(t, r, spec)
 	if got != "/tmp/x" || !strings.Contains(out, "ran") {
 		t.Errorf("resolved %q, output %q", got, out)

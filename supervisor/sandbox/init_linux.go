@@ -38,9 +38,11 @@ type initConfig struct {
 	UID   uint32
 	GID   uint32
 
-	ReadOnly  []string
-	MaskFiles []string
-	MaskDirs  []string
+	// Mount targets, each with the inode the daemon planned for: the init
+	// mounts only over that inode (openTarget).
+	ReadOnly  []mountTarget
+	MaskFiles []mountTarget
+	MaskDirs  []mountTarget
 
 	NetNSFD int    // -1: keep the current network namespace
 	Seccomp []byte // raw BPF, compiled once by the Runner

@@ -5,7 +5,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/execgate/execgate/pathglob"
 )
@@ -43,14 +46,28 @@ func TestPlanMasks(t *testing.T) {
 	}
 	wantDirs := []string{filepath.Join(root, "secrets")}
 	sort.Strings(wantFiles)
-	if !reflect.DeepEqual(p.files, wantFiles) || !reflect.DeepEqual(p.dirs, wantDirs) {
+	if !reflect.DeepEqual(paths(p.files), wantFiles) || !reflect.DeepEqual(paths(p.dirs), wantDirs) {
 		t.Errorf("files %v\nwant  %v\ndirs %v\nwant %v", p.files, wantFiles, p.dirs, wantDirs)
 	}
 	if !p.cut {
 		t.Error("depth 3 should cut the deep tree")
 	}
+	// Each target carries the inode the init must find there.
+	for _, m := range append(p.files, p.dirs...) {
+		var st unix.Stat_t
+		if err := unix.Lstat(m.Path, &st); err != nil || st.Dev != m.Dev || st.Ino != m.Ino {
+			t.Errorf("%s: planned %d:%d, is %d:%d (%v)", m.Path, m.Dev, m.Ino, st.Dev, st.Ino, err)
+		}
+	}
+	// The refusal names the patterns the walk was for and the bound.
+	err = p.refusal([]string{"**/.env", "**/.env.*", "~/secrets", "/elsewhere/**"}, root)
+	want := `deny_read "**/.env", "**/.env.*", "~/secrets": walk of ` + root + ` stopped at depth 3 (bound): ` +
+		filepath.Join(root, "deep", "1", "2", "3") + ` not searched; refusing to run`
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("refusal:\n%v\nwant\n%s", err, want)
+	}
 	c.walkDepth = 16
-	if p := planMasks(set, []string{root}, &c); p.cut || len(p.files) != 4 {
+	if p := planMasks(set, []string{root}, &c); p.cut || len(p.files) != 4 || p.refusal(nil, root) != nil {
 		t.Errorf("depth 16: cut %v files %v", p.cut, p.files)
 	}
 	if p := planMasks(nil, []string{root}, &c); len(p.all()) != 0 {
@@ -61,6 +78,14 @@ func TestPlanMasks(t *testing.T) {
 	if p := planMasks(anchored, []string{root}, &c); !reflect.DeepEqual(p.all(), wantDirs) {
 		t.Errorf("anchored only: %v", p.all())
 	}
+}
+
+func paths(ts []mountTarget) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.Path)
+	}
+	return out
 }
 
 func varTmp(t *testing.T) string {

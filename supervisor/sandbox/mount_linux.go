@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,13 +14,24 @@ import (
 const maskStage = "/tmp/.execgate-mask"
 
 // setupMounts runs in the init, in its new mount namespace, as root.
+//
+// Mask and read_only targets were resolved by the daemon, which recorded
+// each one's device and inode. Between that and now, another process of
+// the agent (same uid, outside this run) may have swapped a component of
+// such a path, so each target is opened again without following symlinks,
+// checked against what the daemon recorded, and mounted over through that
+// descriptor (open_tree and move_mount), never by path.
 func setupMounts(cfg *initConfig) error {
 	// First: nothing done below may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make / private: %w", err)
 	}
-	// A /proc for the new pid namespace: only the run's processes.
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+	// A /proc for the new pid namespace: only the run's processes. Read-only,
+	// so no process of the run can write another's /proc/PID/mem, which
+	// would let it rewrite an allowed program's argv or code after the exec
+	// check (writes through /proc/self/fd/N reach the file's own mount and
+	// are not affected).
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RDONLY, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
 	}
 	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
@@ -32,41 +44,107 @@ func setupMounts(cfg *initConfig) error {
 			return fmt.Errorf("mount /dev/shm: %w", err)
 		}
 	}
-	for _, p := range cfg.ReadOnly {
-		if err := bindReadOnly(p); err != nil {
+	if len(cfg.ReadOnly)+len(cfg.MaskFiles)+len(cfg.MaskDirs) == 0 {
+		return nil
+	}
+	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /: %w", err)
+	}
+	defer unix.Close(root)
+	// In order, each target opened only once the mounts before it are made:
+	// a mask under a read_only path lands on the read-only bind, not under
+	// it (paths are sorted, so a read_only path comes before those below it).
+	for _, t := range cfg.ReadOnly {
+		if err := bindReadOnly(root, t); err != nil {
 			return err
 		}
 	}
 	if len(cfg.MaskFiles)+len(cfg.MaskDirs) > 0 {
-		if err := applyMasks(cfg.MaskFiles, cfg.MaskDirs); err != nil {
+		if err := applyMasks(root, cfg.MaskFiles, cfg.MaskDirs); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// bindReadOnly makes p and every mount below it read-only.
-func bindReadOnly(p string) error {
-	if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("read-only %s: bind: %w", p, err)
-	}
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-	err := unix.MountSetattr(unix.AT_FDCWD, p, unix.AT_RECURSIVE, &attr)
-	if errors.Is(err, unix.ENOSYS) {
-		// Before Linux 5.12: the top mount only.
-		err = unix.Mount("", p, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, "")
-	}
+// openTarget opens t as an O_PATH descriptor without following any symlink
+// (openNoSymlinks) and checks that it is the inode the daemon planned for.
+// what names the rule ("read_only", "deny_read") in errors, which refuse
+// the run.
+func openTarget(root int, what string, t mountTarget) (int, error) {
+	fd, err := openNoSymlinks(root, t.Path)
 	if err != nil {
-		return fmt.Errorf("read-only %s: remount: %w", p, err)
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+			return -1, fmt.Errorf("%s %s: a component of the path became a symlink after the daemon checked it; refusing to run", what, t.Path)
+		}
+		return -1, fmt.Errorf("%s %s: changed after the daemon checked it (%v); refusing to run", what, t.Path, errors.Unwrap(err))
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s %s: fstat: %w", what, t.Path, err)
+	}
+	if st.Dev != t.Dev || st.Ino != t.Ino {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s %s: not the file the daemon checked (device:inode %d:%d:%d, checked %d:%d:%d): the path changed while the run was starting; refusing to run",
+			what, t.Path, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino, unix.Major(t.Dev), unix.Minor(t.Dev), t.Ino)
+	}
+	return fd, nil
+}
+
+// attachTree sets attr on the detached mount tree (recursively with
+// AT_RECURSIVE in flags) and moves it onto the target descriptor. Before
+// Linux 5.12 (no mount_setattr) it attaches first and remounts the top
+// mount through the tree's own descriptor, with flags the MS_ equivalents.
+func attachTree(tree, target int, attr uint64, recursive bool, msFlags uintptr) error {
+	setFlags := uint(unix.AT_EMPTY_PATH)
+	if recursive {
+		setFlags |= unix.AT_RECURSIVE
+	}
+	ma := unix.MountAttr{Attr_set: attr}
+	err := unix.MountSetattr(tree, "", setFlags, &ma)
+	if err != nil && !errors.Is(err, unix.ENOSYS) {
+		return fmt.Errorf("mount_setattr: %w", err)
+	}
+	if merr := unix.MoveMount(tree, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); merr != nil {
+		return fmt.Errorf("move_mount: %w", merr)
+	}
+	if err != nil { // ENOSYS: the top mount only; the tree is attached now
+		// /proc is the init's own, and the tree's descriptor is the root of
+		// the mount just attached.
+		p := "/proc/self/fd/" + strconv.Itoa(tree)
+		if err := unix.Mount("", p, "", unix.MS_REMOUNT|unix.MS_BIND|msFlags, ""); err != nil {
+			return fmt.Errorf("remount: %w", err)
+		}
 	}
 	return nil
 }
 
-// applyMasks bind-mounts an empty 0444 root-owned file over each denied
-// file and an empty 0555 root-owned directory over each denied directory,
-// both read-only. Masked paths are mount points, so the agent can neither
+// bindReadOnly makes t and every mount below it read-only: a recursive
+// clone of the tree at t, made read-only while detached, moved onto t.
+func bindReadOnly(root int, t mountTarget) error {
+	fd, err := openTarget(root, "read_only", t)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	tree, err := unix.OpenTree(fd, "", unix.OPEN_TREE_CLONE|unix.O_CLOEXEC|unix.AT_RECURSIVE|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return fmt.Errorf("read-only %s: open_tree: %w", t.Path, err)
+	}
+	defer unix.Close(tree)
+	if err := attachTree(tree, fd, unix.MOUNT_ATTR_RDONLY, true, unix.MS_RDONLY); err != nil {
+		return fmt.Errorf("read-only %s: %w", t.Path, err)
+	}
+	return nil
+}
+
+// applyMasks mounts an empty 0444 root-owned file over each denied file and
+// an empty 0555 root-owned directory over each denied directory, both
+// read-only. Masked paths are mount points, so the agent can neither
 // rename nor hard-link the secret behind them.
-func applyMasks(files, dirs []string) error {
+func applyMasks(root int, files, dirs []mountTarget) error {
 	emptyFile, emptyDir := maskStage+"/f", maskStage+"/d"
 	if err := os.Mkdir(maskStage, 0o700); err != nil {
 		return fmt.Errorf("masks: %w", err)
@@ -79,13 +157,22 @@ func applyMasks(files, dirs []string) error {
 	if err := os.Mkdir(emptyDir, 0o555); err != nil {
 		return fmt.Errorf("masks: %w", err)
 	}
-	mask := func(src, target string) error {
-		if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("mask %s: %w", target, err)
+	const attr = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+	const msFlags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	mask := func(src string, t mountTarget) error {
+		target, err := openTarget(root, "deny_read", t)
+		if err != nil {
+			return err
 		}
-		flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
-		if err := unix.Mount("", target, "", flags, ""); err != nil {
-			return fmt.Errorf("mask %s: remount read-only: %w", target, err)
+		defer unix.Close(target)
+		// src is on the init's own /tmp, which nothing else can reach yet.
+		tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.O_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("mask %s: open_tree: %w", t.Path, err)
+		}
+		defer unix.Close(tree)
+		if err := attachTree(tree, target, attr, false, msFlags); err != nil {
+			return fmt.Errorf("mask %s: %w", t.Path, err)
 		}
 		return nil
 	}

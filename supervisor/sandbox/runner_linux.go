@@ -44,10 +44,17 @@ const (
 	stopKilled
 )
 
+func (r stopReason) String() string {
+	return [...]string{"not stopped", "timed out", "killed"}[r]
+}
+
 // run is one live run, as Kill and KillAgent see it.
 type run struct {
 	id, agent string
 	cg        runCgroup
+	// endDecisions ends the exec check's context: a decision waiting for
+	// a human does not outlive its run.
+	endDecisions context.CancelCauseFunc
 
 	mu     sync.Mutex
 	proc   *os.Process
@@ -63,6 +70,7 @@ func (a *run) stop(why stopReason) {
 	}
 	p, cg := a.proc, a.cg
 	a.mu.Unlock()
+	a.endDecisions(fmt.Errorf("the run %s", why))
 	if p != nil {
 		_ = p.Signal(syscall.SIGKILL)
 		_ = cg.kill()
@@ -215,7 +223,11 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("sandbox: run %s: %w", spec.ID, err)
 	}
-	a := &run{id: spec.ID, agent: spec.Agent}
+	// The exec check's decisions end with the run: when it is stopped,
+	// when ctx ends, and when its last process is gone.
+	watchCtx, endDecisions := context.WithCancelCause(ctx)
+	defer endDecisions(errors.New("the run ended"))
+	a := &run{id: spec.ID, agent: spec.Agent, endDecisions: endDecisions}
 	if err := r.register(a); err != nil {
 		return res, err
 	}
@@ -223,6 +235,16 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 
 	plan := planMasks(spec.DenyRead, spec.WalkRoots, &r.cfg)
 	res.Masked, res.MaskCut = plan.all(), plan.cut
+	if err := plan.refusal(spec.DenyReadPatterns, spec.Home); err != nil {
+		return res, fmt.Errorf("sandbox: run %s: %w", spec.ID, err) // no bound fails open
+	}
+	readOnly, err := resolveReadOnly(spec.ReadOnly)
+	if err != nil {
+		return res, fmt.Errorf("sandbox: run %s: %w", spec.ID, err)
+	}
+	if spec.StartInfo != nil {
+		*spec.StartInfo = StartInfo{Masked: len(res.Masked), MaskCut: res.MaskCut}
+	}
 
 	cfg := initConfig{
 		Shell:     spec.Shell,
@@ -231,7 +253,7 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 		Dir:       spec.Dir,
 		UID:       spec.UID,
 		GID:       spec.GID,
-		ReadOnly:  resolveReadOnly(spec.ReadOnly),
+		ReadOnly:  readOnly,
 		MaskFiles: plan.files,
 		MaskDirs:  plan.dirs,
 		NetNSFD:   -1,
@@ -283,6 +305,20 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 	defer p.closeParentEnds()
 	res.Pid = p.proc.Pid
 	a.started(p.proc)
+	// The timeout and cancellation hold from here: nothing below, not the
+	// listener hand-over nor a decision, may keep the run past them.
+	var timer *time.Timer
+	if spec.Limits.Timeout > 0 {
+		timer = time.AfterFunc(spec.Limits.Timeout, func() { a.stop(stopTimeout) })
+	}
+	stopCancel := context.AfterFunc(ctx, func() { a.stop(stopKilled) })
+	disarm := func() {
+		if timer != nil {
+			timer.Stop()
+		}
+		stopCancel()
+	}
+	defer disarm()
 
 	// v1: the child blocks reading its config until it is in the cgroup.
 	if cg.cloneInto() == nil {
@@ -307,8 +343,6 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 	// The exec check must serve the listener before the init forks the
 	// shell: the shell's own exec is the first it sees.
 	watchDone := make(chan error, 1)
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
 	if notifySock >= 0 {
 		theirs.Close() // only the init may hold the other end now
 		listener, err := execwatch.RecvFD(notifySock)
@@ -326,19 +360,6 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 	} else {
 		watchDone <- nil
 	}
-
-	var timer *time.Timer
-	if spec.Limits.Timeout > 0 {
-		timer = time.AfterFunc(spec.Limits.Timeout, func() { a.stop(stopTimeout) })
-	}
-	stopCancel := context.AfterFunc(ctx, func() { a.stop(stopKilled) })
-	disarm := func() {
-		if timer != nil {
-			timer.Stop()
-		}
-		stopCancel()
-	}
-	defer disarm()
 
 	var wg sync.WaitGroup
 	var wmu sync.Mutex
@@ -365,7 +386,7 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 	state, werr := p.proc.Wait()
 	res.Duration = time.Since(p.startedAt)
 	disarm() // nothing is left to kill
-	stopWatch()
+	endDecisions(errors.New("the run ended"))
 	if err := <-watchDone; err != nil {
 		werr = errors.Join(werr, err)
 	}

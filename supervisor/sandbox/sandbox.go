@@ -44,6 +44,10 @@ type Spec struct {
 	WalkRoots []string // the profile's workdirs, the cwd and the home
 	ReadOnly  []string // absolute paths, bind-remounted read-only (recursive)
 
+	// DenyReadPatterns are DenyRead's patterns as written; only for naming
+	// them when a run is refused because the walk for them was cut.
+	DenyReadPatterns []string
+
 	Network bool // false: an empty network namespace (no interface is up)
 
 	Limits Limits
@@ -55,12 +59,22 @@ type Spec struct {
 	// run, the shell's own included, before the kernel performs it (seccomp
 	// user notification, package execwatch). An error fails the exec with
 	// EACCES. Nil runs without the exec check.
-	ExecCheck execwatch.Decide
+	ExecCheck execwatch.Checker
 
 	// OnStart, when set, is called once the init is in the run's cgroup
 	// and before any of the agent's code runs. An error aborts the run
 	// (the daemon cannot write its start record, so nothing may run).
 	OnStart func(pid int, cgroup string) error
+
+	// StartInfo, when set, is filled in before OnStart is called, so the
+	// start record can say what the sandbox set up.
+	StartInfo *StartInfo
+}
+
+// StartInfo is what the sandbox set up for a run before any of its code ran.
+type StartInfo struct {
+	Masked  int  // paths masked (files and directories)
+	MaskCut bool // the deny_read walk was cut; Run refuses such a run, so false once it starts
 }
 
 // Result describes how a run ended.
@@ -81,7 +95,7 @@ type Result struct {
 	PidsLimited bool // the pids limit refused at least one fork
 
 	Masked  []string // paths masked (files and directories), resolved
-	MaskCut bool     // the deny_read walk hit a bound; some paths may be unmasked
+	MaskCut bool     // the deny_read walk hit a bound or could not read a directory; the run was refused
 
 	Cgroup string // the run's cgroup, relative to the hierarchy root
 	Pid    int    // host pid of the run's init

@@ -149,14 +149,23 @@ func TestMaskWalkBound(t *testing.T) {
 	writeFile(t, filepath.Join(d, ".env"), "TOP=t0p-secret\n", 0o644)
 	set, _ := pathglob.NewSet([]string{"**/.env"}, d)
 	spec := newSpec(t, d, "cat .env; echo ok")
-	spec.DenyRead = set
-	res, out, _ := runIt(t, r, spec)
+	spec.DenyRead, spec.DenyReadPatterns = set, []string{"**/.env"}
+	var out syncBuffer
+	spec.Stdout, spec.Stderr = &out, &out
+	// No bound fails open: a cut walk refuses the run.
+	res, err := r.Run(context.Background(), spec)
+	if err == nil || !strings.Contains(err.Error(), `deny_read "**/.env": walk of `+d+` stopped after 50 entries (bound)`) {
+		t.Errorf("want a refusal naming the pattern and the bound, got %v", err)
+	}
 	if !res.MaskCut {
 		t.Errorf("MaskCut not set with 200 entries and a bound of 50")
 	}
+	if strings.Contains(out.String(), "t0p-secret") || strings.Contains(out.String(), "ok") {
+		t.Errorf("the run ran: %s", out.String())
+	}
 	// Breadth first: the shallow .env is found before the bound cuts.
-	if strings.Contains(out, "t0p-secret") {
-		t.Errorf("shallow .env leaked despite breadth-first walk: %s", out)
+	if len(res.Masked) != 1 || res.Masked[0] != filepath.Join(d, ".env") {
+		t.Errorf("Masked %v", res.Masked)
 	}
 }
 

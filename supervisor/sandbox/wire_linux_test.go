@@ -8,8 +8,9 @@ import (
 func TestWireRoundTrip(t *testing.T) {
 	in := initConfig{
 		Shell: "/bin/sh", Argv: []string{"/bin/sh", "-c", "echo 'a\x00b'", ""}, Env: []string{"A=1"},
-		Dir: "/w", UID: 4242, GID: 4243, ReadOnly: []string{"/r"}, MaskFiles: []string{"/f1", "/f2"},
-		NetNSFD: 5, NotifyFD: -1, Seccomp: []byte{1, 2, 3, 0, 255},
+		Dir: "/w", UID: 4242, GID: 4243, ReadOnly: []mountTarget{{"/r", 2049, 12}}, MaskFiles: []mountTarget{{"/f1", 1<<40 | 7, 1 << 63}, {"/f2", 0, 0}},
+		MaskDirs: []mountTarget{{"/d", 3, 4}},
+		NetNSFD:  5, NotifyFD: -1, Seccomp: []byte{1, 2, 3, 0, 255},
 	}
 	b := in.marshal()
 	var out initConfig
