@@ -151,7 +151,13 @@ func (c *execCheck) Confirm(ctx context.Context, decided, ran *execwatch.Exec) e
 		}
 		v = policy.DecideExec(prof, pe)
 		if v.Decision == profiles.Allow {
-			c.allowed(ran.Pid, ran.Path, ran.Argv, &v)
+			if pe.Continues != nil {
+				// The interpreter of the script: what it execs next (env's
+				// exec of node) still continues the script, not env.
+				c.scripts[ran.Pid] = script{rule: c.last.By, path: decided.Path, argv: decided.Argv}
+			} else {
+				c.allowed(ran.Pid, ran.Path, ran.Argv, &v)
+			}
 			return nil
 		}
 	}
