@@ -10,7 +10,7 @@ CMDS     := $(notdir $(wildcard cmd/*))
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps test vet bench demo install fuzz clean
+.PHONY: all build deps test test-accounts vet funclen bench demo install fuzz clean
 
 all: build
 
@@ -18,22 +18,42 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
-# deps installs the system packages the build and tests need (cgo for
-# libseccomp, bubblewrap for the benchmark baseline) when they are missing.
+# deps installs the system packages the build, the tests and the demo
+# need (libseccomp for cgo, journald, the programs the tests run) when they
+# are missing; see scripts/deps.sh.
 deps:
 	@scripts/deps.sh
 
+# vet: go vet, gofmt, and the longest functions on the request and run
+# paths (internal/tools/funclen fails above FUNCLEN_MAX lines).
+FUNCLEN_MAX  ?= 80
+# errcheck (scripts/errcheck.sh) over the packages that hold the rule
+# "a record before an action must succeed; a note may fail".
+ERRCHECK_PKGS := ./supervisor ./api ./client ./cmd/execgate ./cmd/egsh
+FUNCLEN_PKGS := ./supervisor ./supervisor/sandbox ./supervisor/execwatch ./policy ./shellparse ./cmd/execgated ./cmd/egsh
 vet:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change: $$out" >&2; exit 1; fi
+	@GO=$(GO) scripts/errcheck.sh $(ERRCHECK_PKGS)
+	@$(GO) run ./internal/tools/funclen -max $(FUNCLEN_MAX) -top 5 $(FUNCLEN_PKGS)
+
+funclen:
+	@$(GO) run ./internal/tools/funclen -max $(FUNCLEN_MAX) -top 5 $(FUNCLEN_PKGS)
 
 test: deps
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "make test must run as root: the sandbox, cgroup and seccomp tests use the real kernel and do not skip." >&2; exit 1; fi
 	$(MAKE) vet
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) test-accounts
 	$(MAKE) demo
+
+# test-accounts runs the decision packages' tests with and without accounts
+# flow, builder and reviewer, in private mount namespaces (the host's
+# /etc/passwd is not touched): they must not depend on the host's accounts.
+test-accounts:
+	@GO="$(GO)" scripts/accounts-test.sh
 
 # bench prints ratios measured in one run against baselines run the same
 # way from the same process: policy decisions, a sandboxed `sh -c true`
@@ -50,7 +70,7 @@ bench: deps build
 	@echo "== runtime exec check (medians of interleaved rounds)"
 	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchExecCheck$$' -v ./supervisor/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok ' 
 
-demo: build
+demo: deps build
 	@scripts/demo.sh
 
 fuzz:
@@ -81,7 +101,7 @@ install: build
 	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 examples/*.toml $(DESTDIR)$(PREFIX)/share/execgate/examples/
 	@[ -e $(DESTDIR)/etc/execgate/execgate.toml ] || install -m 0644 examples/execgate.toml $(DESTDIR)/etc/execgate/execgate.toml
-	sed 's|/usr/local/bin/execgated|$(PREFIX)/bin/execgated|g' systemd/execgated.service > $(DESTDIR)$(UNITDIR)/execgated.service
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' systemd/execgated.service > $(DESTDIR)$(UNITDIR)/execgated.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/execgated.service
 	install -m 0644 systemd/execgated.socket systemd/execgated-admin.socket $(DESTDIR)$(UNITDIR)/
 	install -m 0644 systemd/execgate.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/execgate.conf

@@ -41,6 +41,9 @@ var ErrClosed = errors.New("audit: sink is closed")
 // The sink assumes it is the only writer of the file.
 type FileSink struct {
 	path string
+	// afterSync, when set, runs between fsync and the removal check
+	// (tests: it removes the file at exactly that moment).
+	afterSync func()
 
 	mu     sync.Mutex
 	f      *os.File
@@ -169,8 +172,8 @@ func (s *FileSink) Write(r *Record) error {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("audit file: fsync %s record: %w", r.Event(), err)
 	}
-	if testHookAfterSync != nil {
-		testHookAfterSync()
+	if s.afterSync != nil {
+		s.afterSync()
 	}
 	var sys syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &sys); err != nil {
@@ -181,9 +184,6 @@ func (s *FileSink) Write(r *Record) error {
 	}
 	return nil
 }
-
-// testHookAfterSync runs between fsync and the removal check (tests).
-var testHookAfterSync func()
 
 // ensureOpen reopens the path when it no longer names the open file.
 func (s *FileSink) ensureOpen() error {

@@ -16,9 +16,9 @@ func TestFileSinkRemovedDuringWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	testHookAfterSync = func() { os.Remove(path) }
+	s.afterSync = func() { os.Remove(path) }
 	err = s.Write(New(EventRequest, PriInfo, "lost"))
-	testHookAfterSync = nil
+	s.afterSync = nil
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Write into a removed file: %v, want an error wrapping ErrNotExist", err)
 	}

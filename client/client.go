@@ -234,11 +234,11 @@ func (c *Client) Exec(ctx context.Context, req api.ExecRequest, s Streams) (*api
 		switch ev.Event {
 		case api.EventStdout:
 			if s.Stdout != nil {
-				s.Stdout.Write(ev.Data)
+				_, _ = s.Stdout.Write(ev.Data) // a reader gone stops nothing: the run goes on to its exit
 			}
 		case api.EventStderr:
 			if s.Stderr != nil {
-				s.Stderr.Write(ev.Data)
+				_, _ = s.Stderr.Write(ev.Data) // as for stdout
 			}
 		case api.EventExit:
 			return &ev, nil

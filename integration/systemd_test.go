@@ -247,7 +247,7 @@ func TestUnitsInstallAndVerify(t *testing.T) {
 	svc := directives(unitFile(t, "execgated.service"))
 	for k, want := range map[string]string{
 		"Type": "notify", "NotifyAccess": "main", "WatchdogSec": "30s", "Delegate": "yes", "KillMode": "mixed",
-		"ExecReload": "/bin/kill -HUP $MAINPID", "Restart": "on-failure", "RuntimeDirectory": "execgate",
+		"ExecReload": "/usr/local/bin/execgate reload", "Restart": "on-failure", "RuntimeDirectory": "execgate",
 		"StateDirectory": "execgate", "LogsDirectory": "execgate", "ConfigurationDirectory": "execgate",
 		"ProtectKernelModules": "yes", "ProtectClock": "yes", "LockPersonality": "yes", "RestrictRealtime": "yes",
 		"SystemCallArchitectures": "native", "LogRateLimitIntervalSec": "0", "Sockets": "execgated.socket execgated-admin.socket",
@@ -304,8 +304,8 @@ func TestUnitsInstallAndVerify(t *testing.T) {
 				t.Errorf("/etc/execgate/agents is not empty: %v", ents)
 			}
 			unit, _ := os.ReadFile(filepath.Join(root, tc.unitDir, "execgated.service"))
-			if !strings.Contains(string(unit), "\nExecStart="+tc.prefix+"/bin/execgated --config /etc/execgate/execgate.toml\n") {
-				t.Errorf("installed unit's ExecStart does not name %s/bin/execgated", tc.prefix)
+			if !strings.Contains(string(unit), "\nExecStart="+tc.prefix+"/bin/execgated --config /etc/execgate/execgate.toml\n") || !strings.Contains(string(unit), "\nExecReload="+tc.prefix+"/bin/execgate reload\n") {
+				t.Errorf("installed unit's ExecStart and ExecReload do not name %s/bin/execgated and %s/bin/execgate", tc.prefix, tc.prefix)
 			}
 			// An admin's execgate.toml is never replaced.
 			cfg := filepath.Join(root, "etc/execgate/execgate.toml")

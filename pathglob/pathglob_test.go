@@ -39,17 +39,19 @@ func TestMatch(t *testing.T) {
 		{"**/.env", "/srv/app/sub/../.env", true},
 	}
 	for _, tt := range tests {
-		s, err := NewSet([]string{tt.pat}, home)
-		if err != nil {
-			t.Fatalf("NewSet(%q): %v", tt.pat, err)
-		}
-		got, ok := s.Match(tt.path)
-		if ok != tt.want {
-			t.Errorf("%q.Match(%q) = %v, want %v", tt.pat, tt.path, ok, tt.want)
-		}
-		if ok && got != tt.pat {
-			t.Errorf("%q.Match(%q) named %q", tt.pat, tt.path, got)
-		}
+		t.Run(tt.pat+" "+tt.path, func(t *testing.T) {
+			s, err := NewSet([]string{tt.pat}, home)
+			if err != nil {
+				t.Fatalf("NewSet(%q): %v", tt.pat, err)
+			}
+			got, ok := s.Match(tt.path)
+			if ok != tt.want {
+				t.Errorf("%q.Match(%q) = %v, want %v", tt.pat, tt.path, ok, tt.want)
+			}
+			if ok && got != tt.pat {
+				t.Errorf("%q.Match(%q) named %q", tt.pat, tt.path, got)
+			}
+		})
 	}
 }
 

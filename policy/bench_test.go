@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/execgate/execgate/shellparse"
 )
 
 // BenchmarkDecide decides every corpus line against examples/flow.toml with
@@ -11,7 +13,8 @@ import (
 func BenchmarkDecide(b *testing.B) {
 	flow := load(b, "flow")
 	c := corpus(b)
-	opts := Options{Dir: "/srv/fibreflow"}
+	// A Resolver held across decisions, as the daemon's registry holds one.
+	opts := Options{Dir: "/srv/fibreflow", LookPath: new(shellparse.Resolver).LookPath}
 	for _, s := range c { // warm the lookup cache as a running daemon has it
 		Decide(flow, s, opts)
 	}

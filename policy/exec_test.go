@@ -12,7 +12,7 @@ func mkProfile(t *testing.T, doc string) *profiles.Profile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Resolve()
+	p.ResolveWith(noAccounts())
 	return p
 }
 
@@ -71,10 +71,12 @@ action = "deny"
 		{"script file is not transparent", allow, Exec{Path: "/usr/bin/bash", Argv: []string{"bash", "x.sh"}}, profiles.Deny},
 	}
 	for _, tt := range tests {
-		v := DecideExec(tt.p, tt.e)
-		if v.Decision != tt.want {
-			t.Errorf("%s: %s (%s: %s), want %s", tt.name, v.Decision, v.Rule, v.Reason, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			v := DecideExec(tt.p, tt.e)
+			if v.Decision != tt.want {
+				t.Errorf("%s: %s (%s: %s), want %s", tt.name, v.Decision, v.Rule, v.Reason, tt.want)
+			}
+		})
 	}
 	if v := DecideExec(allow, Exec{Path: "/usr/bin/make", Argv: []string{"make", "test"}}); v.By == nil || !v.By.NestedAny {
 		t.Errorf("make: the verdict must name its nested = any rule: %+v", v)

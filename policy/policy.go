@@ -28,7 +28,10 @@ type Options struct {
 	// check; without it, such a word is denied when a deny rule could
 	// match it and is a miss for allow rules.
 	RuntimeCheck bool
-	// LookPath overrides program resolution (tests).
+	// LookPath resolves programs. Nil means shellparse's own lookup,
+	// cached for this one decision; a caller that decides request after
+	// request passes the LookPath of a shellparse.Resolver it holds, and
+	// tests pass a fake.
 	LookPath func(name, dir, path string) shellparse.Program
 }
 

@@ -11,15 +11,25 @@ import (
 	"github.com/execgate/execgate/shellparse"
 )
 
-// load reads an example profile; the accounts do not exist on test hosts,
-// so ErrUnknownAccount is expected and harmless here.
+// noAccounts is an account database with no accounts in it: what the
+// tests decide must not depend on the accounts of the host they run on
+// (a host with a flow user would give ~ another home).
+func noAccounts() profiles.Accounts { return profiles.FixedAccounts() }
+
+// load reads an example profile with no accounts known, so
+// ErrUnknownAccount is expected and harmless here.
 func load(t testing.TB, name string) *profiles.Profile {
+	t.Helper()
+	return loadWith(t, name, noAccounts())
+}
+
+func loadWith(t testing.TB, name string, acc profiles.Accounts) *profiles.Profile {
 	t.Helper()
 	cfg, err := profiles.LoadConfig("../examples/execgate.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := profiles.LoadFile("../examples/"+name+".toml", cfg.Defaults)
+	p, err := profiles.Loader{Accounts: acc}.LoadFile("../examples/"+name+".toml", cfg.Defaults)
 	if err != nil && !errors.Is(err, profiles.ErrUnknownAccount) {
 		t.Fatal(err)
 	}
@@ -52,52 +62,71 @@ func decide(t testing.TB, p *profiles.Profile, script string) *Result {
 // commands is denied by the rule that was written for it.
 func TestIncident(t *testing.T) {
 	flow := load(t, "flow")
-	deny := []struct{ script, rule, invocation string }{
-		{"git checkout flow/a11y-badge-recordings", "flow.toml:14", "git checkout flow/a11y-badge-recordings"},
-		{"npm run build", "flow.toml:19", "npm run build"},
-		{`git add -A && git commit -m "WCAG touch target fixes"`, "flow.toml:14", "git add -A"},
+	deny := []struct{ name, script, rule, invocation string }{
+		{"checkout", "git checkout flow/a11y-badge-recordings", "flow.toml:14", "git checkout flow/a11y-badge-recordings"},
+		{"build", "npm run build", "flow.toml:19", "npm run build"},
+		{"add-all-and-commit", `git add -A && git commit -m "WCAG touch target fixes"`, "flow.toml:14", "git add -A"},
 		// .env patterns are site-wide in the example execgate.toml, which
 		// comes first.
-		{"cat .env", "execgate.toml:21", "cat .env"},
-		{"source .env", "execgate.toml:21", "source .env"},
-		{"grep TOKEN < .env", "execgate.toml:21", "grep TOKEN <.env"},
-		{"echo $(cat ./config/.env.production)", "execgate.toml:21", "cat ./config/.env.production"},
-		{"cat deploy/tls.pem", "flow.toml:37", "cat deploy/tls.pem"},
-		{"bash -c 'git checkout main'", "flow.toml:14", "git checkout main"},
-		{"env FOO=1 git checkout x", "flow.toml:14", "git checkout x"},
-		{"/usr/bin/git -C /srv/fibreflow checkout x", "flow.toml:14", "/usr/bin/git -C /srv/fibreflow checkout x"},
-		{"timeout 5 npm run build", "flow.toml:19", "npm run build"},
-		{"xargs git checkout <<< main", "flow.toml:14", "git checkout <arguments read from stdin>"},
+		{"cat-env", "cat .env", "execgate.toml:21", "cat .env"},
+		{"source-env", "source .env", "execgate.toml:21", "source .env"},
+		{"redirect-env", "grep TOKEN < .env", "execgate.toml:21", "grep TOKEN <.env"},
+		{"substitution-env", "echo $(cat ./config/.env.production)", "execgate.toml:21", "cat ./config/.env.production"},
+		{"pem", "cat deploy/tls.pem", "flow.toml:37", "cat deploy/tls.pem"},
+		{"bash-c", "bash -c 'git checkout main'", "flow.toml:14", "git checkout main"},
+		{"env-wrapper", "env FOO=1 git checkout x", "flow.toml:14", "git checkout x"},
+		{"git-global-options", "/usr/bin/git -C /srv/fibreflow checkout x", "flow.toml:14", "/usr/bin/git -C /srv/fibreflow checkout x"},
+		{"timeout-wrapper", "timeout 5 npm run build", "flow.toml:19", "npm run build"},
+		{"xargs", "xargs git checkout <<< main", "flow.toml:14", "git checkout <arguments read from stdin>"},
 		// Further disguises of the same commands.
-		{"git -c alias.co=checkout co -b x", "flow.toml:14", "git -c alias.co=checkout co -b x"},
-		{"npm --silent run-script build", "flow.toml:19", "npm --silent run-script build"},
-		{"G=git; $G checkout -b x", "", "$G checkout -b x"}, // any deny rule could match $G
-		{"find . -maxdepth 0 -exec git checkout -b x \\;", "flow.toml:14", "git checkout -b x"},
-		{"sudo git status", "execgate.toml:15", "sudo git status"},
-		{"cat ~/.ssh/id_rsa", "execgate.toml:21", "cat /nonexistent/home/of/flow/.ssh/id_rsa"},
+		{"git-alias", "git -c alias.co=checkout co -b x", "flow.toml:14", "git -c alias.co=checkout co -b x"},
+		{"npm-run-script", "npm --silent run-script build", "flow.toml:19", "npm --silent run-script build"},
+		{"dynamic-program", "G=git; $G checkout -b x", "", "$G checkout -b x"}, // any deny rule could match $G
+		{"find-exec", "find . -maxdepth 0 -exec git checkout -b x \\;", "flow.toml:14", "git checkout -b x"},
+		{"sudo", "sudo git status", "execgate.toml:15", "sudo git status"},
+		// No account flow here: ~ is a home that matches nothing real.
+		{"ssh-key", "cat ~/.ssh/id_rsa", "execgate.toml:21", "cat /nonexistent/home/of/flow/.ssh/id_rsa"},
 	}
 	for _, tt := range deny {
-		r := decide(t, flow, tt.script)
-		if r.Decision != profiles.Deny {
-			t.Errorf("%q: decision %s, want deny (%s)", tt.script, r.Decision, r.Line())
-			continue
-		}
-		if got := r.Decisive.Rule.String(); tt.rule != "" && got != tt.rule {
-			t.Errorf("%q: rule %s, want %s (%s)", tt.script, got, tt.rule, r.Decisive.Reason)
-		}
-		if got := r.Decisive.Invocation(); got != tt.invocation {
-			t.Errorf("%q: decisive invocation %q, want %q", tt.script, got, tt.invocation)
-		}
+		t.Run("deny/"+tt.name, func(t *testing.T) {
+			r := decide(t, flow, tt.script)
+			if r.Decision != profiles.Deny {
+				t.Fatalf("%q: decision %s, want deny (%s)", tt.script, r.Decision, r.Line())
+			}
+			if got := r.Decisive.Rule.String(); tt.rule != "" && got != tt.rule {
+				t.Errorf("%q: rule %s, want %s (%s)", tt.script, got, tt.rule, r.Decisive.Reason)
+			}
+			if got := r.Decisive.Invocation(); got != tt.invocation {
+				t.Errorf("%q: decisive invocation %q, want %q", tt.script, got, tt.invocation)
+			}
+		})
 	}
 	for _, s := range []string{"git status", "git diff HEAD~1", "npm test", "ls -la | grep src", "git log --oneline -3", "npm run lint", "cat README.md", "echo done"} {
-		if r := decide(t, flow, s); r.Decision != profiles.Allow {
-			t.Errorf("%q: %s, want allow", s, r.Line())
-		}
+		t.Run("allow/"+s, func(t *testing.T) {
+			if r := decide(t, flow, s); r.Decision != profiles.Allow {
+				t.Errorf("%q: %s, want allow", s, r.Line())
+			}
+		})
 	}
 	// A miss asks (ask = "on-miss"), pointing at the ask setting.
-	r := decide(t, flow, "curl https://example.com")
-	if r.Decision != profiles.Ask || r.Decisive.Rule.String() != "flow.toml:6" {
-		t.Errorf("miss: %s", r.Line())
+	t.Run("miss-asks", func(t *testing.T) {
+		r := decide(t, flow, "curl https://example.com")
+		if r.Decision != profiles.Ask || r.Decisive.Rule.String() != "flow.toml:6" {
+			t.Errorf("miss: %s", r.Line())
+		}
+	})
+}
+
+// With flow's account known, ~ is its home: the account lookup is the
+// caller's (here a fixed one), never the host's by accident.
+func TestHomeFromAccounts(t *testing.T) {
+	flow := loadWith(t, "flow", profiles.FixedAccounts(profiles.Identity{User: "flow", UID: 4242, GID: 4242, Home: "/home/flow"}))
+	if flow.UID != 4242 || flow.Home != "/home/flow" {
+		t.Fatalf("uid %d home %q, want 4242 /home/flow", flow.UID, flow.Home)
+	}
+	r := decide(t, flow, "cat ~/.ssh/id_rsa")
+	if r.Decision != profiles.Deny || r.Decisive.Invocation() != "cat /home/flow/.ssh/id_rsa" {
+		t.Errorf("%s: %s", r.Decisive.Invocation(), r.Line())
 	}
 }
 
@@ -110,9 +139,11 @@ func TestOneDenyDeniesAll(t *testing.T) {
 		"if git status; then git push; fi",
 		"ls | while read x; do git push; done",
 	} {
-		if r := decide(t, flow, s); r.Decision != profiles.Deny {
-			t.Errorf("%q: %s", s, r.Line())
-		}
+		t.Run(s, func(t *testing.T) {
+			if r := decide(t, flow, s); r.Decision != profiles.Deny {
+				t.Errorf("%q: %s", s, r.Line())
+			}
+		})
 	}
 }
 
@@ -135,7 +166,7 @@ action = "ask"
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.Resolve()
+		p.ResolveWith(noAccounts())
 		return p
 	}
 	tests := []struct {
@@ -162,10 +193,13 @@ action = "ask"
 		{"security = \"allowlist\"", "bash deploy.sh", profiles.Deny}, // a script file needs a rule
 	}
 	for _, tt := range tests {
-		r := Decide(mk(tt.mode), tt.script, Options{Dir: "/srv", LookPath: look})
-		if r.Decision != tt.want {
-			t.Errorf("[%s] %q: %s, want %s", strings.ReplaceAll(tt.mode, "\n", " "), tt.script, r.Line(), tt.want)
-		}
+		mode := strings.ReplaceAll(tt.mode, "\n", " ")
+		t.Run(mode+"/"+tt.script, func(t *testing.T) {
+			r := Decide(mk(tt.mode), tt.script, Options{Dir: "/srv", LookPath: look})
+			if r.Decision != tt.want {
+				t.Errorf("[%s] %q: %s, want %s", mode, tt.script, r.Line(), tt.want)
+			}
+		})
 	}
 }
 
@@ -175,13 +209,15 @@ func TestUnknowable(t *testing.T) {
 	flow := load(t, "flow")
 	for _, s := range []string{"$G checkout x", "git $SUB x", `sh -c "$S"`, "eval $CMD", "git co -b x",
 		"PATH=/tmp/evil:$PATH; git status", "hash -p /usr/bin/git g; g checkout x", "export PATH=.; ls"} {
-		r := Decide(flow, s, Options{Dir: "/srv/fibreflow", LookPath: look})
-		if r.Decision == profiles.Allow {
-			t.Errorf("static only: %q allowed", s)
-		}
+		t.Run("static/"+s, func(t *testing.T) {
+			r := Decide(flow, s, Options{Dir: "/srv/fibreflow", LookPath: look})
+			if r.Decision == profiles.Allow {
+				t.Errorf("static only: %q allowed", s)
+			}
+		})
 	}
 	full, _ := profiles.ParseProfile("/a/f.toml", []byte("uid = 4242\nworkdirs = [\"/srv\"]\nsecurity = \"full\"\n[[rule]]\nmatch = \"git checkout **\"\naction = \"deny\"\n"), nil)
-	full.Resolve()
+	full.ResolveWith(noAccounts())
 	r := Decide(full, "$G checkout x", Options{Dir: "/srv", LookPath: look, RuntimeCheck: true})
 	if r.Decision != profiles.Allow || !r.Verdicts[0].Deferred {
 		t.Errorf("with the runtime check: %s deferred=%v", r.Line(), r.Verdicts[0].Deferred)
@@ -200,14 +236,18 @@ func TestFileRules(t *testing.T) {
 		"cp .env /tmp/x", "ln -s .env y", "grep -r TOKEN --include=.env .", "git show HEAD:.env", "git show main:config/.env.production",
 		"echo x > /srv/fibreflow/.git/HEAD", // read_only
 	} {
-		if r := decide(t, flow, s); r.Decision != profiles.Deny {
-			t.Errorf("%q: %s", s, r.Line())
-		}
+		t.Run("deny/"+s, func(t *testing.T) {
+			if r := decide(t, flow, s); r.Decision != profiles.Deny {
+				t.Errorf("%q: %s", s, r.Line())
+			}
+		})
 	}
 	for _, s := range []string{"cat .envrc", "cat env.txt", "cat .git/HEAD", "echo x > notes.txt"} {
-		if r := decide(t, flow, s); r.Decision != profiles.Allow {
-			t.Errorf("%q: %s, want allow", s, r.Line())
-		}
+		t.Run("allow/"+s, func(t *testing.T) {
+			if r := decide(t, flow, s); r.Decision != profiles.Allow {
+				t.Errorf("%q: %s, want allow", s, r.Line())
+			}
+		})
 	}
 }
 
@@ -215,21 +255,23 @@ func TestFileRules(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	flow := load(t, "flow")
 	tests := []struct {
-		script string
-		want   string
+		name, script string
+		want         string
 	}{
-		{strings.Repeat("a", 10<<20), "larger than"},
-		{"ls\x00rm", "NUL"},
-		{"ls \xff\xfe", "UTF-8"},
-		{strings.Repeat("( ", 10000) + "ls" + strings.Repeat(" )", 10000), "nested deeper"},
-		{"echo 'unterminated", "1:6: parse error"},
-		{"if true; then", "parse error"},
+		{"too-large", strings.Repeat("a", 10<<20), "larger than"},
+		{"nul", "ls\x00rm", "NUL"},
+		{"not-utf8", "ls \xff\xfe", "UTF-8"},
+		{"too-deep", strings.Repeat("( ", 10000) + "ls" + strings.Repeat(" )", 10000), "nested deeper"},
+		{"unterminated", "echo 'unterminated", "1:6: parse error"},
+		{"incomplete", "if true; then", "parse error"},
 	}
 	for _, tt := range tests {
-		r := decide(t, flow, tt.script)
-		if r.Decision != profiles.Deny || r.Err == nil || !strings.Contains(r.Line(), tt.want) {
-			t.Errorf("%.40q: %s, want deny with %q", tt.script, r.Line(), tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			r := decide(t, flow, tt.script)
+			if r.Decision != profiles.Deny || r.Err == nil || !strings.Contains(r.Line(), tt.want) {
+				t.Errorf("%.40q: %s, want deny with %q", tt.script, r.Line(), tt.want)
+			}
+		})
 	}
 }
 

@@ -10,5 +10,16 @@
 // command runs: a pattern matches Yes, No or Maybe, and the caller (package
 // policy) decides what Maybe means for the rule's action.
 //
+// Enumerated settings are named string types with constants (Security,
+// AskMode, NetworkMode, AuditScript, NestedMode), and the settings whose
+// place is cited in reasons have Key constants for LocOf: callers use
+// those, never literals.
+//
+// Accounts are looked up through an Accounts function the caller chooses:
+// Loader.Accounts and Profile.ResolveWith take one, and the package-level
+// LoadFile, LoadDir and Resolve use HostAccounts. Tests pass
+// FixedAccounts, so that what they decide never depends on the accounts of
+// the machine they run on.
+//
 // The package knows nothing of shells, sockets or the daemon.
 package profiles

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,12 +27,46 @@ type Identity struct {
 	Home     string
 }
 
-// Resolve looks up the profile's account, fills UID and Home, and compiles
-// the [files] patterns against that home. On ErrUnknownAccount the patterns
-// are still compiled (with a home that matches nothing) so the profile stays
-// usable for checks.
-func (p *Profile) Resolve() (*Identity, error) {
-	id, err := lookupAccount(p.User, p.UID)
+// Accounts finds an agent's account: by name, or by uid when name is "".
+// An account that does not exist is an error wrapping ErrUnknownAccount.
+// HostAccounts asks this host; tests give FixedAccounts, so that what they
+// decide does not depend on the accounts of the machine they run on.
+type Accounts func(name string, uid int64) (*Identity, error)
+
+// FixedAccounts is an account database given in full: it knows exactly
+// ids, and, like HostAccounts, takes a bare uid that has no entry as a
+// service identity of its own (its own group, no home).
+func FixedAccounts(ids ...Identity) Accounts {
+	return func(name string, uid int64) (*Identity, error) {
+		for _, id := range ids {
+			if name != "" && id.User == name || name == "" && int64(id.UID) == uid {
+				c := id
+				c.Groups = slices.Clone(id.Groups)
+				if len(c.Groups) == 0 {
+					c.Groups = []uint32{id.GID}
+				}
+				return &c, nil
+			}
+		}
+		if name == "" {
+			return bareUID(uid), nil
+		}
+		return nil, fmt.Errorf("account %s: %w", name, ErrUnknownAccount)
+	}
+}
+
+// Resolve is ResolveWith(HostAccounts).
+func (p *Profile) Resolve() (*Identity, error) { return p.ResolveWith(nil) }
+
+// ResolveWith looks up the profile's account in acc (nil: HostAccounts),
+// fills UID and Home, and compiles the [files] patterns against that home.
+// On ErrUnknownAccount the patterns are still compiled (with a home that
+// matches nothing) so the profile stays usable for checks.
+func (p *Profile) ResolveWith(acc Accounts) (*Identity, error) {
+	if acc == nil {
+		acc = HostAccounts
+	}
+	id, err := acc(p.User, p.UID)
 	// Without a known home, ~ stands for a path that matches nothing real
 	// but still lets checks see that ~/.ssh/x is under ~/.ssh.
 	home := "/nonexistent/home/of/" + p.Name
@@ -59,7 +94,9 @@ func (p *Profile) Resolve() (*Identity, error) {
 	return id, nil
 }
 
-func lookupAccount(name string, uid int64) (*Identity, error) {
+// HostAccounts looks accounts up on this host, with os/user (the passwd
+// and group databases through NSS).
+func HostAccounts(name string, uid int64) (*Identity, error) {
 	var u *user.User
 	var err error
 	if name != "" {
@@ -67,9 +104,7 @@ func lookupAccount(name string, uid int64) (*Identity, error) {
 	} else {
 		u, err = user.LookupId(strconv.FormatInt(uid, 10))
 		if errors.As(err, new(user.UnknownUserIdError)) {
-			// A bare uid with no passwd entry is a legitimate service
-			// identity: its own group, no home.
-			return &Identity{UID: uint32(uid), GID: uint32(uid), Groups: []uint32{uint32(uid)}}, nil
+			return bareUID(uid), nil
 		}
 	}
 	if err != nil {
@@ -93,6 +128,12 @@ func lookupAccount(name string, uid int64) (*Identity, error) {
 	}
 	sort.Slice(id.Groups, func(i, j int) bool { return id.Groups[i] < id.Groups[j] })
 	return id, nil
+}
+
+// bareUID is a uid with no passwd entry: a legitimate service identity,
+// with its own group and no home.
+func bareUID(uid int64) *Identity {
+	return &Identity{UID: uint32(uid), GID: uint32(uid), Groups: []uint32{uint32(uid)}}
 }
 
 // CheckNotWritable refuses a policy file that the agent could change: the
@@ -142,10 +183,24 @@ func writableBy(path string, id *Identity, dir bool) (bool, string) {
 	return false, ""
 }
 
+// Loader loads profiles and resolves their accounts in Accounts. The zero
+// value uses the host's accounts, as LoadFile and LoadDir do.
+type Loader struct {
+	Accounts Accounts // nil: HostAccounts
+}
+
+// LoadDir is Loader{}.LoadDir: with the host's accounts.
+func LoadDir(dir string, d *Defaults) (map[string]*Profile, map[string]error) {
+	return Loader{}.LoadDir(dir, d)
+}
+
+// LoadFile is Loader{}.LoadFile: with the host's accounts.
+func LoadFile(name string, d *Defaults) (*Profile, error) { return Loader{}.LoadFile(name, d) }
+
 // LoadDir loads every NAME.toml in dir. Profiles that fail keep failing alone:
 // the good ones are returned, and the errors of the bad keyed by agent name
 // (key "" for the directory itself).
-func LoadDir(dir string, d *Defaults) (map[string]*Profile, map[string]error) {
+func (l Loader) LoadDir(dir string, d *Defaults) (map[string]*Profile, map[string]error) {
 	errs := map[string]error{}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -158,7 +213,7 @@ func LoadDir(dir string, d *Defaults) (map[string]*Profile, map[string]error) {
 		if e.IsDir() || !strings.HasSuffix(n, ".toml") || strings.HasPrefix(n, ".") {
 			continue
 		}
-		p, err := LoadFile(filepath.Join(dir, n), d)
+		p, err := l.LoadFile(filepath.Join(dir, n), d)
 		if err != nil {
 			errs[strings.TrimSuffix(n, ".toml")] = err
 			continue
@@ -171,7 +226,7 @@ func LoadDir(dir string, d *Defaults) (map[string]*Profile, map[string]error) {
 // LoadFile reads, validates and resolves one profile, and refuses it when
 // its own agent can write it. An unknown account is returned as a profile
 // plus an error wrapping ErrUnknownAccount.
-func LoadFile(name string, d *Defaults) (*Profile, error) {
+func (l Loader) LoadFile(name string, d *Defaults) (*Profile, error) {
 	data, err := readFile(name)
 	if err != nil {
 		return nil, fmt.Errorf("read profile: %w", err)
@@ -180,7 +235,7 @@ func LoadFile(name string, d *Defaults) (*Profile, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := p.Resolve()
+	id, err := p.ResolveWith(l.Accounts)
 	if err != nil {
 		if errors.Is(err, ErrUnknownAccount) {
 			return p, &Error{Loc: Loc{File: name, Line: lineOfAccount(data)}, Msg: err.Error(), Err: err}

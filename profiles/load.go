@@ -421,10 +421,10 @@ func applyRules(p *Profile, f, bf *file, raw, base *rawProfile) {
 				continue
 			}
 			if r.Nested != nil {
-				switch *r.Nested {
-				case "any":
+				switch NestedMode(*r.Nested) {
+				case NestedAny:
 					rule.NestedAny = true
-				case "rules":
+				case NestedRules:
 				default:
 					rf.errorf(key+".nested", "nested = %q: want any or rules", *r.Nested)
 					continue
@@ -491,10 +491,10 @@ func applyFiles(p *Profile, f, bf *file, raw, base *rawProfile) {
 func applyLimits(p *Profile, f, bf *file, raw, base *rawProfile) {
 	rl, bl := &raw.Limits, &base.Limits
 	if v, vf := pick(rl.Timeout, bl.Timeout, f, bf); v != nil {
-		p.Locs["limits.timeout"] = vf.loc("limits.timeout")
+		p.Locs[KeyTimeout] = vf.loc(KeyTimeout)
 		d, err := time.ParseDuration(*v)
 		if err != nil || d <= 0 {
-			vf.errorf("limits.timeout", "timeout = %q: want a positive duration like \"10m\" or \"90s\"", *v)
+			vf.errorf(KeyTimeout, "timeout = %q: want a positive duration like \"10m\" or \"90s\"", *v)
 		}
 		p.Limits.Timeout = d
 	}
@@ -538,12 +538,12 @@ func applyLimits(p *Profile, f, bf *file, raw, base *rawProfile) {
 		dst      func(int64)
 		min      int64
 	}{
-		{"limits.pids", rl.Pids, bl.Pids, func(n int64) { p.Limits.Pids = n }, 1},
-		{"limits.concurrent", rl.Concurrent, bl.Concurrent, func(n int64) { p.Limits.Concurrent = int(n) }, 1},
-		{"limits.per_minute", rl.PerMinute, bl.PerMinute, func(n int64) { p.Limits.PerMinute = int(n) }, 1},
-		{"limits.per_day", rl.PerDay, bl.PerDay, func(n int64) { p.Limits.PerDay = int(n) }, 1},
-		{"limits.execs_per_minute", rl.ExecsPerMinute, bl.ExecsPerMinute, func(n int64) { p.Limits.ExecsPerMinute = int(n) }, 1},
-		{"limits.execs_per_day", rl.ExecsPerDay, bl.ExecsPerDay, func(n int64) { p.Limits.ExecsPerDay = int(n) }, 1},
+		{KeyPids, rl.Pids, bl.Pids, func(n int64) { p.Limits.Pids = n }, 1},
+		{KeyConcurrent, rl.Concurrent, bl.Concurrent, func(n int64) { p.Limits.Concurrent = int(n) }, 1},
+		{KeyPerMinute, rl.PerMinute, bl.PerMinute, func(n int64) { p.Limits.PerMinute = int(n) }, 1},
+		{KeyPerDay, rl.PerDay, bl.PerDay, func(n int64) { p.Limits.PerDay = int(n) }, 1},
+		{KeyExecsPerMinute, rl.ExecsPerMinute, bl.ExecsPerMinute, func(n int64) { p.Limits.ExecsPerMinute = int(n) }, 1},
+		{KeyExecsPerDay, rl.ExecsPerDay, bl.ExecsPerDay, func(n int64) { p.Limits.ExecsPerDay = int(n) }, 1},
 	}
 	for _, l := range ints {
 		v, vf := pick(l.own, l.def, f, bf)
@@ -574,11 +574,11 @@ func applyRest(p *Profile, f, bf *file, raw, base *rawProfile) {
 			p.EnvPass = append(p.EnvPass, n)
 		}
 	}
-	p.Network = "none"
+	p.Network = NetworkNone
 	if v, vf := pick(raw.Network.Mode, base.Network.Mode, f, bf); v != nil {
-		switch *v {
-		case "none", "host":
-			p.Network = *v
+		switch m := NetworkMode(*v); m {
+		case NetworkNone, NetworkHost:
+			p.Network = m
 		default:
 			vf.errorf("network.mode", "mode = %q: want none or host", *v)
 		}
@@ -586,7 +586,7 @@ func applyRest(p *Profile, f, bf *file, raw, base *rawProfile) {
 	win, wf := pick(raw.Schedule.Windows, base.Schedule.Windows, f, bf)
 	tz, tf := pick(raw.Schedule.Timezone, base.Schedule.Timezone, f, bf)
 	if win != nil {
-		p.Locs["schedule.windows"] = wf.loc("schedule.windows")
+		p.Locs[KeyScheduleWindows] = wf.loc(KeyScheduleWindows)
 		s := &Schedule{Loc: time.Local}
 		if tz != nil {
 			loc, err := time.LoadLocation(*tz)
@@ -596,12 +596,12 @@ func applyRest(p *Profile, f, bf *file, raw, base *rawProfile) {
 			s.Loc = loc
 		}
 		if len(*win) == 0 {
-			wf.errorf("schedule.windows", "windows is empty: that would deny every request (use security = \"deny\" for that)")
+			wf.errorf(KeyScheduleWindows, "windows is empty: that would deny every request (use security = \"deny\" for that)")
 		}
 		for _, w := range *win {
 			pw, err := ParseWindow(w)
 			if err != nil {
-				wf.errorf("schedule.windows", "%v", err)
+				wf.errorf(KeyScheduleWindows, "%v", err)
 				continue
 			}
 			s.Windows = append(s.Windows, pw)
@@ -610,11 +610,11 @@ func applyRest(p *Profile, f, bf *file, raw, base *rawProfile) {
 	} else if tz != nil {
 		tf.errorf("schedule.timezone", "timezone without windows")
 	}
-	p.Audit.Script = "full"
+	p.Audit.Script = AuditScriptFull
 	if v, vf := pick(raw.Audit.Script, base.Audit.Script, f, bf); v != nil {
-		switch *v {
-		case "full", "sha256":
-			p.Audit.Script = *v
+		switch a := AuditScript(*v); a {
+		case AuditScriptFull, AuditScriptSHA256:
+			p.Audit.Script = a
 		default:
 			vf.errorf("audit.script", "script = %q: want full or sha256", *v)
 		}

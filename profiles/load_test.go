@@ -194,20 +194,23 @@ mode = "host"
 }
 
 func TestConfigErrors(t *testing.T) {
-	for doc, want := range map[string]string{
-		"audit = \"syslog\"\n":                               "want journal, auto or file:",
-		"run_dir = \"run\"\n":                                "absolute",
-		"[defaults]\nuser = \"x\"\n":                         "cannot name an account",
-		"[defaults]\nsecurity = \"lax\"\n":                   "want deny, allowlist or full",
-		"[defaults.limits]\npids = -1\n":                     "whole number",
-		"approval_command = [\"notify\"]\n":                  "absolute path",
-		"bogus = 1\n":                                        "unknown key bogus",
-		"[[defaults.rule]]\nmatch = \"x\"\naction = \"y\"\n": "want allow, ask or deny",
+	for _, tt := range []struct{ name, doc, want string }{
+		{"audit", "audit = \"syslog\"\n", "want journal, auto or file:"},
+		{"relative-run-dir", "run_dir = \"run\"\n", "absolute"},
+		{"defaults-user", "[defaults]\nuser = \"x\"\n", "cannot name an account"},
+		{"defaults-security", "[defaults]\nsecurity = \"lax\"\n", "want deny, allowlist or full"},
+		{"defaults-pids", "[defaults.limits]\npids = -1\n", "whole number"},
+		{"approval-command", "approval_command = [\"notify\"]\n", "absolute path"},
+		{"unknown-key", "bogus = 1\n", "unknown key bogus"},
+		{"defaults-rule", "[[defaults.rule]]\nmatch = \"x\"\naction = \"y\"\n", "want allow, ask or deny"},
+		{"defaults-network", "[defaults.network]\nmode = \"proxy\"\n", "want none or host"},
 	} {
-		_, err := ParseConfig("/etc/execgate/execgate.toml", []byte(doc))
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "execgate.toml:") {
-			t.Errorf("ParseConfig(%q) = %v, want %q at a line of execgate.toml", doc, err, want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig("/etc/execgate/execgate.toml", []byte(tt.doc))
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "execgate.toml:") {
+				t.Errorf("ParseConfig(%q) = %v, want %q at a line of execgate.toml", tt.doc, err, tt.want)
+			}
+		})
 	}
 	c := DefaultConfig()
 	if c.AgentSocket != "/run/execgate/agent.sock" || c.ApprovalTimeout != 5*time.Minute {
@@ -229,6 +232,14 @@ func TestSizes(t *testing.T) {
 	}
 }
 
+// testAccounts are the accounts the tests know, whatever the host has:
+// an agent "nobody" (uid and group 65534, as on Debian) and nothing else.
+func testAccounts() Accounts {
+	return FixedAccounts(Identity{User: "nobody", UID: 65534, GID: 65534, Home: "/nonexistent"})
+}
+
+var testLoader = Loader{Accounts: testAccounts()}
+
 // A profile that its own agent can write must be refused: otherwise the
 // agent could rewrite its own policy.
 func TestWritableProfileRefused(t *testing.T) {
@@ -241,7 +252,7 @@ func TestWritableProfileRefused(t *testing.T) {
 	if err := os.WriteFile(name, []byte("user = \"nobody\"\nworkdirs = [\"/tmp\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadFile(name, nil); err != nil {
+	if _, err := testLoader.LoadFile(name, nil); err != nil {
 		t.Fatalf("root-owned 0644 profile: %v", err)
 	}
 	for _, tc := range []struct {
@@ -254,23 +265,29 @@ func TestWritableProfileRefused(t *testing.T) {
 		{"group-writable by agent's group", func() { os.Chmod(name, 0o664); os.Chown(name, 0, 65534) }, "group-writable"},
 		{"directory writable", func() { os.Chown(name, 0, 0); os.Chmod(name, 0o644); os.Chmod(dir, 0o777) }, "directory"},
 	} {
-		tc.setup()
-		_, err := LoadFile(name, nil)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		t.Run(tc.name, func(t *testing.T) {
+			tc.setup()
+			_, err := testLoader.LoadFile(name, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+			}
+		})
+	}
+	t.Run("sticky directory", func(t *testing.T) {
+		os.Chown(name, 0, 0)
+		os.Chmod(name, 0o644)
+		os.Chmod(dir, 0o777|os.ModeSticky) // sticky: the agent cannot replace root's file
+		if _, err := testLoader.LoadFile(name, nil); err != nil {
+			t.Errorf("sticky world-writable dir: %v", err)
 		}
-	}
-	os.Chmod(dir, 0o777|os.ModeSticky) // sticky: the agent cannot replace root's file
-	if _, err := LoadFile(name, nil); err != nil {
-		t.Errorf("sticky world-writable dir: %v", err)
-	}
+	})
 }
 
 func TestUnknownAccount(t *testing.T) {
 	dir := t.TempDir()
 	name := filepath.Join(dir, "ghost.toml")
 	os.WriteFile(name, []byte("user = \"no-such-user-xyz\"\nworkdirs = [\"/tmp\"]\n[files]\ndeny_read = [\"~/.ssh\"]\n"), 0o644)
-	p, err := LoadFile(name, nil)
+	p, err := testLoader.LoadFile(name, nil)
 	if !errors.Is(err, ErrUnknownAccount) || p == nil {
 		t.Fatalf("LoadFile = %v, %v; want profile and ErrUnknownAccount", p, err)
 	}
@@ -288,7 +305,7 @@ func TestLoadDirKeepsGoodProfiles(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "good.toml"), []byte("uid = 4242\nworkdirs = [\"/tmp\"]\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "bad.toml"), []byte("uid = 4243\nworkdirs = \"/tmp\"\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "README.md"), []byte("not a profile"), 0o644)
-	ps, errs := LoadDir(dir, nil)
+	ps, errs := testLoader.LoadDir(dir, nil)
 	if ps["good"] == nil || ps["bad"] != nil || len(errs) != 1 || errs["bad"] == nil || !strings.Contains(errs["bad"].Error(), "bad.toml:2") {
 		t.Errorf("LoadDir = %v, %v", ps, errs)
 	}
@@ -303,9 +320,112 @@ func TestExamplesLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"flow", "reviewer", "builder"} {
-		p, err := LoadFile("../examples/"+n+".toml", cfg.Defaults)
-		if p == nil || err != nil && !errors.Is(err, ErrUnknownAccount) {
-			t.Errorf("%s: %v", n, err)
+		t.Run(n, func(t *testing.T) {
+			// Unknown here, whatever the host has.
+			p, err := testLoader.LoadFile("../examples/"+n+".toml", cfg.Defaults)
+			if p == nil || !errors.Is(err, ErrUnknownAccount) {
+				t.Fatalf("%s: %v, want the profile and ErrUnknownAccount", n, err)
+			}
+			if p.Home != "/nonexistent/home/of/"+n {
+				t.Errorf("home %q without an account", p.Home)
+			}
+			// Known, with a home of its own.
+			known := Loader{Accounts: FixedAccounts(Identity{User: p.User, UID: 5000, GID: 5000, Home: "/home/" + n})}
+			p, err = known.LoadFile("../examples/"+n+".toml", cfg.Defaults)
+			if err != nil || p.UID != 5000 || p.GID != 5000 || p.Home != "/home/"+n {
+				t.Errorf("with the account: %v, uid %d gid %d home %q", err, p.UID, p.GID, p.Home)
+			}
+		})
+	}
+}
+
+func TestFixedAccounts(t *testing.T) {
+	acc := FixedAccounts(Identity{User: "flow", UID: 4242, GID: 100, Groups: []uint32{100, 27}, Home: "/home/flow"})
+	id, err := acc("flow", -1)
+	if err != nil || id.UID != 4242 || id.Home != "/home/flow" || len(id.Groups) != 2 {
+		t.Errorf("by name: %+v %v", id, err)
+	}
+	id.Groups[0] = 0 // a copy: the database does not change
+	if id, _ := acc("", 4242); id == nil || id.User != "flow" || id.Groups[0] != 100 {
+		t.Errorf("by uid: %+v", id)
+	}
+	if _, err := acc("builder", -1); !errors.Is(err, ErrUnknownAccount) {
+		t.Errorf("unknown name: %v", err)
+	}
+	// A bare uid is a service identity, as on a host.
+	if id, err := acc("", 7000); err != nil || id.UID != 7000 || id.GID != 7000 || id.Home != "" {
+		t.Errorf("bare uid: %+v %v", id, err)
+	}
+	// Root is refused whatever the database says.
+	p, err := ParseProfile("/a/toor.toml", []byte("user = \"toor\"\nworkdirs = [\"/x\"]\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ResolveWith(FixedAccounts(Identity{User: "toor"})); err == nil || !strings.Contains(err.Error(), "may not run as root") {
+		t.Errorf("an account with uid 0: %v", err)
+	}
+}
+
+// HostAccounts asks the host: root is there on every machine.
+func TestHostAccounts(t *testing.T) {
+	id, err := HostAccounts("root", -1)
+	if err != nil || id.UID != 0 || id.Home == "" {
+		t.Errorf("root: %+v %v", id, err)
+	}
+	if _, err := HostAccounts("no-such-user-xyz", -1); !errors.Is(err, ErrUnknownAccount) {
+		t.Errorf("unknown user: %v", err)
+	}
+}
+
+// Every key callers may cite with LocOf is recorded by the loader, at the
+// line that sets it, in the profile or in execgate.toml's defaults.
+func TestEveryKeyRecorded(t *testing.T) {
+	lines := map[string]string{
+		KeyTimeout: "timeout = \"1m\"", KeyPids: "pids = 5", KeyConcurrent: "concurrent = 2",
+		KeyPerMinute: "per_minute = 3", KeyPerDay: "per_day = 4", KeyExecsPerMinute: "execs_per_minute = 5",
+		KeyExecsPerDay: "execs_per_day = 6", KeyScheduleWindows: "windows = [\"daily 00:00-24:00\"]",
+	}
+	for _, key := range Keys() {
+		if lines[key] == "" {
+			t.Fatalf("key %s: no line in this test: add one", key)
 		}
 	}
+	for _, key := range Keys() {
+		t.Run(key, func(t *testing.T) {
+			table, _, _ := strings.Cut(key, ".")
+			doc := "uid = 4242\nworkdirs = [\"/x\"]\n[" + table + "]\n" + lines[key] + "\n"
+			p, err := ParseProfile("/agents/k.toml", []byte(doc), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.LocOf(key); got.String() != "k.toml:4" {
+				t.Errorf("LocOf(%s) = %q, want k.toml:4", key, got)
+			}
+			cfg, err := ParseConfig("/etc/execgate/execgate.toml", []byte("[defaults."+table+"]\n"+lines[key]+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err = ParseProfile("/agents/k.toml", []byte("uid = 4242\nworkdirs = [\"/x\"]\n"), cfg.Defaults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.LocOf(key); got.String() != "execgate.toml:2" {
+				t.Errorf("inherited: LocOf(%s) = %q, want execgate.toml:2", key, got)
+			}
+			// Not set anywhere: the profile file.
+			p, _ = ParseProfile("/agents/k.toml", []byte("uid = 4242\nworkdirs = [\"/x\"]\n"), nil)
+			if got := p.LocOf(key); got != (Loc{File: "/agents/k.toml"}) {
+				t.Errorf("unset: LocOf(%s) = %+v", key, got)
+			}
+		})
+	}
+	t.Run("unknown key", func(t *testing.T) {
+		p, _ := ParseProfile("/agents/k.toml", []byte("uid = 4242\nworkdirs = [\"/x\"]\n"), nil)
+		defer func() {
+			if recover() == nil {
+				t.Error("LocOf of a key the loader never records must panic in tests")
+			}
+		}()
+		p.LocOf("limits.per_minuet")
+	})
 }

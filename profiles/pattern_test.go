@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -77,14 +78,16 @@ func TestPatternMatch(t *testing.T) {
 		{"git **", Argv{Name: "git", Unresolvable: true}, Deny, Yes},
 		{"rm **", Argv{Name: "git", Unresolvable: true}, Deny, Maybe},
 	}
-	for _, tt := range tests {
-		p, err := CompilePattern(tt.pat)
-		if err != nil {
-			t.Fatalf("CompilePattern(%q): %v", tt.pat, err)
-		}
-		if got := p.Match(tt.a, tt.act); got != tt.want {
-			t.Errorf("%q.Match(%+v, %s) = %s, want %s", tt.pat, tt.a, tt.act, got, tt.want)
-		}
+	for i, tt := range tests {
+		t.Run(fmt.Sprintf("%02d %s", i, tt.pat), func(t *testing.T) {
+			p, err := CompilePattern(tt.pat)
+			if err != nil {
+				t.Fatalf("CompilePattern(%q): %v", tt.pat, err)
+			}
+			if got := p.Match(tt.a, tt.act); got != tt.want {
+				t.Errorf("%q.Match(%+v, %s) = %s, want %s", tt.pat, tt.a, tt.act, got, tt.want)
+			}
+		})
 	}
 }
 

@@ -47,9 +47,11 @@ func TestSchedule(t *testing.T) {
 		{mk("Fri-Mon 10:00-12:00"), "Wed 2026-11-25 11:00", false},
 	}
 	for _, tt := range tests {
-		if got := tt.s.Open(at(tt.t)); got != tt.want {
-			t.Errorf("%v.Open(%s) = %v, want %v", tt.s.Windows[0].Src, tt.t, got, tt.want)
-		}
+		t.Run(tt.s.Windows[0].Src+" at "+tt.t, func(t *testing.T) {
+			if got := tt.s.Open(at(tt.t)); got != tt.want {
+				t.Errorf("%v.Open(%s) = %v, want %v", tt.s.Windows[0].Src, tt.t, got, tt.want)
+			}
+		})
 	}
 	// The clock is Johannesburg time, whatever the caller's zone.
 	if !office.Open(time.Date(2026, 11, 23, 6, 30, 0, 0, time.UTC)) { // 08:30 SAST

@@ -3,10 +3,15 @@ package profiles
 import (
 	"fmt"
 	"path/filepath"
+	"testing"
 	"time"
 
 	"github.com/execgate/execgate/pathglob"
 )
+
+// The enumerated settings are named string types: a comparison with a
+// literal (p.Network == "host") still compiles, but callers use the
+// constants, and each type validates and prints itself.
 
 // Action is what a rule does when it matches.
 type Action string
@@ -17,6 +22,8 @@ const (
 	Deny  Action = "deny"
 )
 
+func (a Action) String() string { return string(a) }
+
 // Security is a profile's mode.
 type Security string
 
@@ -26,6 +33,8 @@ const (
 	SecurityFull      Security = "full"      // everything but what a deny rule matches
 )
 
+func (s Security) String() string { return string(s) }
+
 // AskMode says when a request waits for a human.
 type AskMode string
 
@@ -34,6 +43,42 @@ const (
 	AskOnMiss AskMode = "on-miss" // allowlist misses ask instead of failing
 	AskAlways AskMode = "always"  // every request asks
 )
+
+func (a AskMode) String() string { return string(a) }
+
+// NetworkMode is [network] mode: what network a run sees.
+type NetworkMode string
+
+const (
+	NetworkNone NetworkMode = "none" // an empty network namespace (the default)
+	NetworkHost NetworkMode = "host" // the host's network
+	// "proxy" (only the destinations [[connect]] rules name) is planned;
+	// until then the loader refuses it like any other unknown mode.
+)
+
+func (n NetworkMode) String() string { return string(n) }
+
+// AuditScript is [audit] script: how much of a script the journal keeps.
+type AuditScript string
+
+const (
+	AuditScriptFull AuditScript = "full" // the whole script (the default)
+	// AuditScriptSHA256 keeps the script's hash, and only the program of
+	// each allowed invocation.
+	AuditScriptSHA256 AuditScript = "sha256"
+)
+
+func (a AuditScript) String() string { return string(a) }
+
+// NestedMode is a rule's nested key.
+type NestedMode string
+
+const (
+	NestedRules NestedMode = "rules" // programs the command starts meet the rules (the default)
+	NestedAny   NestedMode = "any"   // they are allowed unless a deny or ask rule matches
+)
+
+func (n NestedMode) String() string { return string(n) }
 
 // Loc is a place in a profile or config file.
 type Loc struct {
@@ -58,7 +103,8 @@ type Rule struct {
 	Action Action
 	Reason string
 	// NestedAny: every program the matched command starts, at any depth,
-	// is allowed unless a deny or ask rule matches it (nested = "any").
+	// is allowed unless a deny or ask rule matches it (nested = "any",
+	// NestedAny).
 	NestedAny bool
 	// Remembered: an admin approved exactly this before (approve
 	// --remember). It beats ask rules; deny rules still beat it.
@@ -130,26 +176,33 @@ type Profile struct {
 
 	Limits   Limits
 	EnvPass  []string
-	Network  string // "none" or "host"
+	Network  NetworkMode
 	Schedule *Schedule
 	Audit    AuditOptions
 
 	// SecurityLoc and AskLoc say where the mode was set, for reasons.
 	SecurityLoc, AskLoc Loc
-	// Locs says where other settings were written ("limits.per_minute",
-	// "schedule.windows"), in the profile or in execgate.toml's defaults.
+	// Locs says where other settings were written (KeyPerMinute,
+	// KeyScheduleWindows), in the profile or in execgate.toml's defaults.
 	Locs map[string]Loc
 }
 
-// LocOf returns where a setting such as "limits.concurrent" was written.
+// LocOf returns where a setting such as KeyConcurrent was written, or the
+// profile file when it was not written (a built-in default). key must be
+// one of Keys: any other key is a programming error that would silently
+// lose the file:line, so in a test binary LocOf panics on it (the daemon
+// itself falls back to the profile file).
 func (p *Profile) LocOf(key string) Loc {
 	if l, ok := p.Locs[key]; ok {
 		return l
+	}
+	if !KnownKey(key) && testing.Testing() {
+		panic(fmt.Sprintf("profiles: LocOf(%q): not a setting the loader records (see profiles.Keys)", key))
 	}
 	return Loc{File: p.File}
 }
 
 // AuditOptions is the profile's [audit] table.
 type AuditOptions struct {
-	Script string // "full" or "sha256"
+	Script AuditScript
 }

@@ -14,4 +14,9 @@
 // globs, brace expansion) is marked Dynamic or Multi rather than guessed:
 // the runtime exec check decides those. The package never runs anything and
 // knows nothing of profiles or the daemon.
+//
+// Program lookup is Options.LookPath: LookPath asks the file system each
+// time, and a Resolver (held by its user, with its own TTL and clock)
+// keeps answers for a short while; without one, Parse caches for that one
+// call. The package keeps no state of its own between calls.
 package shellparse

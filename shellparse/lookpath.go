@@ -7,22 +7,6 @@ import (
 	"time"
 )
 
-// lookCache keeps lookups for a short while: the decision path resolves the
-// same few programs again and again, and a stale answer is harmless because
-// the kernel-side exec check resolves the real path again.
-// It is bounded: names come from agents.
-var (
-	lookMu    sync.Mutex
-	lookCache = map[string]lookEntry{}
-)
-
-const lookMax = 4096
-
-type lookEntry struct {
-	prog Program
-	at   time.Time
-}
-
 // Program is a resolved program.
 type Program struct {
 	// Path is the real path, symlinks resolved; "" when not found.
@@ -34,32 +18,85 @@ type Program struct {
 	Alias string
 }
 
-const lookTTL = 2 * time.Second
-
 // LookPath resolves name as the shell would: a PATH search for bare names,
-// relative to dir otherwise.
+// relative to dir otherwise. It asks the file system every time; a caller
+// that resolves the same names again and again holds a Resolver.
 func LookPath(name, dir, path string) Program {
 	if name == "" || strings.ContainsRune(name, 0) {
 		return Program{}
+	}
+	return lookPath(name, dir, path)
+}
+
+// DefaultLookTTL is how long a Resolver keeps an answer unless told.
+const DefaultLookTTL = 2 * time.Second
+
+// resolverMax bounds a Resolver's cache: names come from agents.
+const resolverMax = 4096
+
+// Resolver is LookPath with a short-lived cache, for the decision path,
+// which resolves the same few programs again and again. A stale answer is
+// harmless there because the kernel-side exec check resolves the real path
+// again. Its user owns it (the daemon's registry, one policy caller); the
+// zero value is ready to use, with DefaultLookTTL and the real clock. It
+// is safe for concurrent use.
+type Resolver struct {
+	// TTL is how long an answer is kept: DefaultLookTTL when 0, no caching
+	// when negative.
+	TTL time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]lookEntry
+}
+
+type lookEntry struct {
+	prog Program
+	at   time.Time
+}
+
+// NewResolver returns a Resolver that keeps answers for ttl, reading the
+// time from now (nil: time.Now).
+func NewResolver(ttl time.Duration, now func() time.Time) *Resolver {
+	return &Resolver{TTL: ttl, Now: now}
+}
+
+// LookPath is the package's LookPath, answered from the cache while an
+// answer is younger than the TTL. Pass it as Options.LookPath.
+func (r *Resolver) LookPath(name, dir, path string) Program {
+	if name == "" || strings.ContainsRune(name, 0) {
+		return Program{}
+	}
+	ttl := r.TTL
+	if ttl == 0 {
+		ttl = DefaultLookTTL
+	}
+	if ttl < 0 {
+		return lookPath(name, dir, path)
+	}
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
 	}
 	key := name + "\x00" + path
 	if strings.Contains(name, "/") || strings.Contains(":"+path+":", "::") || strings.Contains(":"+path+":", ":.") {
 		key += "\x00" + dir
 	}
-	lookMu.Lock()
-	e, ok := lookCache[key]
-	lookMu.Unlock()
-	if ok && time.Since(e.at) < lookTTL {
+	r.mu.Lock()
+	e, ok := r.cache[key]
+	r.mu.Unlock()
+	if ok && now().Sub(e.at) < ttl {
 		return e.prog
 	}
-	r := lookPath(name, dir, path)
-	lookMu.Lock()
-	if len(lookCache) >= lookMax {
-		clear(lookCache)
+	prog := lookPath(name, dir, path)
+	r.mu.Lock()
+	if r.cache == nil || len(r.cache) >= resolverMax {
+		r.cache = map[string]lookEntry{}
 	}
-	lookCache[key] = lookEntry{prog: r, at: time.Now()}
-	lookMu.Unlock()
-	return r
+	r.cache[key] = lookEntry{prog: prog, at: now()}
+	r.mu.Unlock()
+	return prog
 }
 
 func lookPath(name, dir, path string) Program {

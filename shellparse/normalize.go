@@ -71,15 +71,28 @@ func normaliseGit(args []Word, _ string, path string) normResult {
 		}
 	}
 	out := []Word{args[0]}
-	aliases := map[string]string{}
-	i := 1
-	for ; i < len(args); i++ {
+	i, aliases, unknown := gitGlobalOptions(args)
+	if unknown {
+		// An unknown word among the global options could be anything,
+		// including the subcommand.
+		out = append(out, Word{Text: args[i].Text, Multi: true})
+		return normResult{args: append(out, args[i+1:]...)}
+	}
+	if i >= len(args) {
+		return normResult{args: out}
+	}
+	return expandGitAliases(out, args[i:], aliases, path)
+}
+
+// gitGlobalOptions reads git's global options (before the subcommand) and
+// the aliases that -c and --config-env define there. It returns the index
+// of the subcommand, or of the first word not knowable (unknown set).
+func gitGlobalOptions(args []Word) (i int, aliases map[string]string, unknown bool) {
+	aliases = map[string]string{}
+	for i = 1; i < len(args); i++ {
 		a := args[i]
 		if !a.Known() {
-			// An unknown word among the global options could be anything,
-			// including the subcommand.
-			out = append(out, Word{Text: a.Text, Multi: true})
-			return normResult{args: append(out, args[i+1:]...)}
+			return i, aliases, true
 		}
 		t := a.Text
 		if !strings.HasPrefix(t, "-") {
@@ -110,10 +123,12 @@ func normaliseGit(args []Word, _ string, path string) normResult {
 			}
 		}
 	}
-	if i >= len(args) {
-		return normResult{args: out}
-	}
-	rest := args[i:]
+	return i, aliases, false
+}
+
+// expandGitAliases replaces the subcommand rest[0] by the alias it names
+// (again, up to 8 deep), after out (git itself).
+func expandGitAliases(out, rest []Word, aliases map[string]string, path string) normResult {
 	for depth := 0; depth < 8; depth++ {
 		sub := rest[0]
 		if !sub.Known() {

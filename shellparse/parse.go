@@ -19,7 +19,9 @@ type Options struct {
 	// analysis must read the script the way it will run.
 	Shell string
 	// LookPath resolves a program. Nil means the built-in lookup (a PATH
-	// search plus symlink resolution, cached briefly).
+	// search plus symlink resolution) with a cache that lives as long as
+	// this one Parse; a caller that parses again and again passes the
+	// LookPath of a Resolver it holds.
 	LookPath func(name, dir, path string) Program
 }
 
@@ -49,7 +51,7 @@ func Parse(script string, opts Options) (invs []Invocation, err error) {
 		opts.Path = DefaultPath
 	}
 	if opts.LookPath == nil {
-		opts.LookPath = LookPath
+		opts.LookPath = new(Resolver).LookPath
 	}
 	p := &parser{opts: opts, aliases: map[string]string{}, cwd: opts.Dir}
 	if opts.Shell == "" {

@@ -118,87 +118,119 @@ func Unwrap(name string, args []Word, stdin *string) []Inner {
 }
 
 func unwrapWith(name string, s *wrapSpec, args []Word) []Inner {
-	pos := s.positional
-	i := 1
-	var watchExec bool
-	for i < len(args) {
-		a := args[i]
+	sc := &optScan{name: name, s: s, args: args, i: 1, pos: s.positional}
+	if res, done := sc.options(); done {
+		return res
+	}
+	return sc.command()
+}
+
+// optScan walks a wrapper's options up to the command it runs.
+type optScan struct {
+	name      string
+	s         *wrapSpec
+	args      []Word
+	i         int  // the word being read
+	pos       int  // positional words still to skip (-1: su's user names)
+	watchExec bool // watch -x: the command is not run through sh -c
+}
+
+// options skips the options and positional words before the command.
+// done is set when an option decides the answer itself (res, which may
+// be nil: nothing to check).
+func (sc *optScan) options() (res []Inner, done bool) {
+	name, s, args := sc.name, sc.s, sc.args
+	for sc.i < len(args) {
+		a := args[sc.i]
 		if !a.Known() {
 			// An unknown word among the options: the command cannot be
 			// located statically.
-			return []Inner{{Label: name, Args: []Word{{Text: a.Text, Multi: true}}, Transparent: s.transparent}}
+			return []Inner{{Label: name, Args: []Word{{Text: a.Text, Multi: true}}, Transparent: s.transparent}}, true
 		}
 		t := a.Text
-		if t == "--" {
-			i++
+		switch {
+		case t == "--":
+			sc.i++
+			return nil, false
+		case strings.HasPrefix(t, "--") && len(t) > 2:
+			if res, done := sc.long(t); done {
+				return res, true
+			}
+		case strings.HasPrefix(t, "-") && len(t) > 1 && !(name == "su" && t == "-"):
+			if res, done := sc.short(t); done {
+				return res, true
+			}
+		case name == "su" && t == "-", s.assigns && isAssignment(t):
+			sc.i++
+		case sc.pos > 0:
+			sc.pos--
+			sc.i++
+		case sc.pos < 0:
+			// su/runuser: a user name may come before -c.
+			sc.i++
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// long reads the option --KEY[=VALUE] at sc.i.
+func (sc *optScan) long(t string) ([]Inner, bool) {
+	s := sc.s
+	key, val, hasVal := strings.Cut(t[2:], "=")
+	if s.scriptLong != "" && key == s.scriptLong {
+		return scriptOpt(sc.name, s, val, hasVal, sc.args, sc.i), true
+	}
+	if s.splitLong != "" && key == s.splitLong {
+		return splitOpt(sc.name, s, val, hasVal, sc.args, sc.i), true
+	}
+	if sc.name == "watch" && key == "exec" {
+		sc.watchExec = true
+	}
+	if s.valLong[key] && !hasVal {
+		sc.i++
+	}
+	sc.i++
+	return nil, false
+}
+
+// short reads the short options -abc at sc.i.
+func (sc *optScan) short(t string) ([]Inner, bool) {
+	s := sc.s
+	for j := 1; j < len(t); j++ {
+		c := t[j]
+		if strings.IndexByte(s.noCmd, c) >= 0 {
+			return nil, true
+		}
+		if sc.name == "watch" && c == 'x' {
+			sc.watchExec = true
+		}
+		if s.scriptShort != "" && c == s.scriptShort[0] {
+			return scriptOpt(sc.name, s, t[j+1:], j+1 < len(t), sc.args, sc.i), true
+		}
+		if s.splitShort != "" && c == s.splitShort[0] {
+			return splitOpt(sc.name, s, t[j+1:], j+1 < len(t), sc.args, sc.i), true
+		}
+		if strings.IndexByte(s.optShort, c) >= 0 {
+			break // optional value, attached only
+		}
+		if strings.IndexByte(s.valShort, c) >= 0 {
+			if j == len(t)-1 {
+				sc.i++ // value is the next word
+			}
 			break
 		}
-		if strings.HasPrefix(t, "--") && len(t) > 2 {
-			key, val, hasVal := strings.Cut(t[2:], "=")
-			if s.scriptLong != "" && key == s.scriptLong {
-				return scriptOpt(name, s, val, hasVal, args, i)
-			}
-			if s.splitLong != "" && key == s.splitLong {
-				return splitOpt(name, s, val, hasVal, args, i)
-			}
-			if name == "watch" && key == "exec" {
-				watchExec = true
-			}
-			if s.valLong[key] && !hasVal {
-				i++
-			}
-			i++
-			continue
-		}
-		if strings.HasPrefix(t, "-") && len(t) > 1 && !(name == "su" && t == "-") {
-			for j := 1; j < len(t); j++ {
-				c := t[j]
-				if strings.IndexByte(s.noCmd, c) >= 0 {
-					return nil
-				}
-				if name == "watch" && c == 'x' {
-					watchExec = true
-				}
-				if s.scriptShort != "" && c == s.scriptShort[0] {
-					return scriptOpt(name, s, t[j+1:], j+1 < len(t), args, i)
-				}
-				if s.splitShort != "" && c == s.splitShort[0] {
-					return splitOpt(name, s, t[j+1:], j+1 < len(t), args, i)
-				}
-				if strings.IndexByte(s.optShort, c) >= 0 {
-					break // optional value, attached only
-				}
-				if strings.IndexByte(s.valShort, c) >= 0 {
-					if j == len(t)-1 {
-						i++ // value is the next word
-					}
-					break
-				}
-			}
-			i++
-			continue
-		}
-		if name == "su" && t == "-" {
-			i++
-			continue
-		}
-		if s.assigns && isAssignment(t) {
-			i++
-			continue
-		}
-		if pos > 0 {
-			pos--
-			i++
-			continue
-		}
-		if pos < 0 {
-			// su/runuser: a user name may come before -c.
-			i++
-			continue
-		}
-		break
 	}
-	for ; pos > 0 && i < len(args); pos-- {
+	sc.i++
+	return nil, false
+}
+
+// command is what the wrapper runs, once the options are read.
+func (sc *optScan) command() []Inner {
+	name, s, args := sc.name, sc.s, sc.args
+	i := sc.i
+	for pos := sc.pos; pos > 0 && i < len(args); pos-- {
 		i++
 	}
 	cmd := args[min(i, len(args)):]
@@ -213,7 +245,7 @@ func unwrapWith(name string, s *wrapSpec, args []Word) []Inner {
 			cmd = append(cmd, lit(d))
 		}
 	}
-	if name == "watch" && !watchExec {
+	if name == "watch" && !sc.watchExec {
 		// watch runs its arguments joined by spaces through sh -c.
 		return []Inner{joinedScript("watch", cmd, true)}
 	}

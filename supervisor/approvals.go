@@ -36,14 +36,39 @@ type approval struct {
 	once     sync.Once
 }
 
+// approvalState is how an approval ended.
+type approvalState int
+
+const (
+	approved  approvalState = iota + 1 // an admin approved it
+	rejected                           // an admin rejected it, or threw a switch (kill, freeze, lockdown)
+	expired                            // no one decided within approval_timeout
+	abandoned                          // no one decided: the client left, or the run it belongs to ended
+)
+
+// String is the state as the journal's EXECGATE_DECISION says it. An
+// abandoned approval is journaled as rejected.
+func (st approvalState) String() string {
+	switch st {
+	case approved:
+		return "approved"
+	case rejected, abandoned:
+		return "rejected"
+	case expired:
+		return "expired"
+	}
+	return fmt.Sprintf("approvalState(%d)", int(st))
+}
+
+// reviewed reports whether an admin decided, so that the record names
+// the reviewer's uid.
+func (st approvalState) reviewed() bool { return st == approved || st == rejected }
+
 type verdictOfHuman struct {
-	approve  bool
+	state    approvalState
 	remember bool
-	reviewer uint32
+	reviewer uint32 // the admin's uid, when state.reviewed()
 	reason   string
-	state    string // approved, rejected, expired
-	// unattended: no human decided (the client left or the run ended).
-	unattended bool
 }
 
 // pending holds the approvals waiting; each is single-use.
@@ -110,8 +135,30 @@ func envHash(env map[string]string) string {
 // askHuman holds a request until an admin approves or rejects it, the
 // approval times out (denied), or ctx ends (the client left). The approval
 // is bound to this very request: its exact argv lists, cwd, environment
-// and agent; it cannot be used by any other.
-func (s *Server) askHuman(ctx context.Context, ri *reqInfo, req api.ExecRequest, asks []asked, rule profiles.Loc, reason string, nested bool, onPending func(api.Approval)) verdictOfHuman {
+// and agent; it cannot be used by any other. It counts only once its
+// record is written: the error says it could not be, and the verdict's
+// reason then says why it does not count.
+func (s *Server) askHuman(ctx context.Context, ri *reqInfo, req api.ExecRequest, asks []asked, rule profiles.Loc, reason string, nested bool, onPending func(api.Approval)) (verdictOfHuman, error) {
+	a := s.newApproval(ri, req, asks, rule, reason, nested)
+	s.pending.add(a)
+	defer s.pending.remove(a.ID)
+	if onPending != nil {
+		onPending(a.Approval)
+	}
+	s.notifyApprovers(a.Approval)
+	v := s.waitHuman(ctx, a)
+	if err := s.record(approvalRecord(ri, a, v)); err != nil {
+		// No record of the approval: it does not count.
+		v.reason = "the approval could not be recorded: " + err.Error()
+		return v, err
+	}
+	if v.state == approved && v.remember {
+		s.remember(ri, asks, v.reviewer)
+	}
+	return v, nil
+}
+
+func (s *Server) newApproval(ri *reqInfo, req api.ExecRequest, asks []asked, rule profiles.Loc, reason string, nested bool) *approval {
 	now := s.now()
 	a := &approval{asks: asks, decision: make(chan verdictOfHuman, 1)}
 	a.Approval = api.Approval{ID: ri.id, Agent: ri.prof.Name, UID: ri.peer.UID, Script: req.Script, Cwd: ri.cwd,
@@ -122,22 +169,20 @@ func (s *Server) askHuman(ctx context.Context, ri *reqInfo, req api.ExecRequest,
 	for _, x := range asks {
 		a.Invocations = append(a.Invocations, x.argv)
 	}
-	s.pending.add(a)
-	defer s.pending.remove(a.ID)
-	if onPending != nil {
-		onPending(a.Approval)
-	}
-	s.notifyApprovers(a.Approval)
+	return a
+}
 
+// waitHuman returns the first decision on a: an admin's, the timeout's
+// (expired) or the end of ctx's (abandoned).
+func (s *Server) waitHuman(ctx context.Context, a *approval) verdictOfHuman {
 	timer := time.NewTimer(s.cfg.ApprovalTimeout)
 	defer timer.Stop()
-	var v verdictOfHuman
 	select {
-	case v = <-a.decision:
+	case v := <-a.decision:
+		return v
 	case <-timer.C:
 		// Unless an admin decided at the last moment, it expires.
-		a.decide(verdictOfHuman{state: "expired", reason: fmt.Sprintf("no admin decided within approval_timeout (%s)", s.cfg.ApprovalTimeout)})
-		v = <-a.decision
+		a.decide(verdictOfHuman{state: expired, reason: fmt.Sprintf("no admin decided within approval_timeout (%s)", s.cfg.ApprovalTimeout)})
 	case <-ctx.Done():
 		// The client left, or the run this exec belongs to ended (timed
 		// out, killed): the request is dropped from the pending list.
@@ -145,29 +190,24 @@ func (s *Server) askHuman(ctx context.Context, ri *reqInfo, req api.ExecRequest,
 		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 			why = c.Error()
 		}
-		a.decide(verdictOfHuman{state: "rejected", reason: why, unattended: true})
-		v = <-a.decision
+		a.decide(verdictOfHuman{state: abandoned, reason: why})
 	}
+	return <-a.decision
+}
+
+func approvalRecord(ri *reqInfo, a *approval, v verdictOfHuman) *audit.Record {
 	pri := audit.PriInfo
-	if !v.approve {
+	if v.state != approved {
 		pri = audit.PriWarning
 	}
 	argv, _ := json.Marshal(a.Invocations)
-	rec := ri.record(audit.EventApproval, pri, fmt.Sprintf("%s %s", strings.ToUpper(v.state), joinAsks(asks))).
-		Set(audit.FieldDecision, v.state).Set(audit.FieldArgv, string(argv)).Set(audit.FieldRule, rule.String()).
+	rec := ri.record(audit.EventApproval, pri, fmt.Sprintf("%s %s", strings.ToUpper(v.state.String()), joinAsks(a.asks))).
+		Set(audit.FieldDecision, v.state.String()).Set(audit.FieldArgv, string(argv)).Set(audit.FieldRule, a.Rule).
 		Set(audit.FieldReason, v.reason)
-	if v.state != "expired" && !v.unattended {
+	if v.state.reviewed() {
 		rec.SetInt(audit.FieldReviewerUID, int64(v.reviewer))
 	}
-	if err := s.sink.Write(rec); err != nil {
-		// No record of the approval: it does not count.
-		v.approve = false
-		v.reason = "the approval could not be recorded: " + err.Error()
-	}
-	if v.approve && v.remember {
-		s.remember(ri, asks, v.reviewer)
-	}
-	return v
+	return rec
 }
 
 func joinAsks(asks []asked) string {
@@ -187,13 +227,13 @@ func (s *Server) remember(ri *reqInfo, asks []asked, reviewer uint32) {
 		match := profiles.ExactPattern(a.program, a.argv)
 		reason := fmt.Sprintf("approved by uid %d on %s for run %s", reviewer, s.now().UTC().Format(time.RFC3339), ri.id)
 		if err := profiles.AppendApproved(path, match, ri.cwd, reason); err != nil {
-			logf("remember approval of run %s: %v", ri.id, err)
-			s.sink.Write(ri.record(audit.EventError, audit.PriErr, "cannot remember approval: "+err.Error()).Set(audit.FieldReason, err.Error()))
+			s.logf("remember approval of run %s: %v", ri.id, err)
+			s.note(ri.record(audit.EventError, audit.PriErr, "cannot remember approval: "+err.Error()).Set(audit.FieldReason, err.Error()))
 			return
 		}
 	}
 	if err := s.ReloadAndReport("remembered approval of run " + ri.id); err != nil {
-		logf("reload after remembering run %s: %v", ri.id, err)
+		s.logf("reload after remembering run %s: %v", ri.id, err)
 	}
 }
 
@@ -212,8 +252,8 @@ func (s *Server) notifyApprovers(a api.Approval) {
 		cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			msg := fmt.Sprintf("approval_command for %s failed: %v: %.200s", a.ID, err, out)
-			logf("%s", msg)
-			s.sink.Write(audit.New(audit.EventError, audit.PriErr, msg).Set(audit.FieldID, a.ID).Set(audit.FieldReason, msg))
+			s.logf("%s", msg)
+			s.note(audit.New(audit.EventError, audit.PriErr, msg).Set(audit.FieldID, a.ID).Set(audit.FieldReason, msg))
 		}
 	}()
 }

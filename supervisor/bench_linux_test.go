@@ -73,7 +73,7 @@ deny_read = ["**/.env"]
 		t.Fatal(err)
 	}
 	defer sink.Close()
-	s := &Server{sink: &trail{sink: sink}, runtimeCheck: true, now: time.Now}
+	s := &Server{trail: newTrail(sink, t.Logf), runtimeCheck: true, now: time.Now, logf: t.Logf}
 	ps := map[string]*profiles.Profile{"bench": p}
 	s.reg.Store(&registry{byName: ps, bins: newBinIndex(ps)})
 

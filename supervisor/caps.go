@@ -73,7 +73,7 @@ func (c *caps) request(p *profiles.Profile, now time.Time) (string, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := c.get(p.Name)
-	return take(now, &b.reqMin, &b.reqDay, p.Limits.PerMinute, p.Limits.PerDay, "requests", "limits.per_minute", "limits.per_day")
+	return take(now, &b.reqMin, &b.reqDay, p.Limits.PerMinute, p.Limits.PerDay, "requests", profiles.KeyPerMinute, profiles.KeyPerDay)
 }
 
 // exec counts one nested exec against execs_per_minute and execs_per_day.
@@ -81,7 +81,7 @@ func (c *caps) exec(p *profiles.Profile, now time.Time) (string, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := c.get(p.Name)
-	return take(now, &b.execMin, &b.execDay, p.Limits.ExecsPerMinute, p.Limits.ExecsPerDay, "programs started", "limits.execs_per_minute", "limits.execs_per_day")
+	return take(now, &b.execMin, &b.execDay, p.Limits.ExecsPerMinute, p.Limits.ExecsPerDay, "programs started", profiles.KeyExecsPerMinute, profiles.KeyExecsPerDay)
 }
 
 func take(now time.Time, min, day *window, perMin, perDay int, what, minKey, dayKey string) (string, string) {

@@ -39,6 +39,16 @@ func badRequest(code int, format string, args ...any) *requestError {
 	return &requestError{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
+// asRequestError is err as a *requestError; any other error is a 400
+// with err's text.
+func asRequestError(err error) *requestError {
+	var re *requestError
+	if errors.As(err, &re) {
+		return re
+	}
+	return &requestError{code: http.StatusBadRequest, msg: err.Error()}
+}
+
 // headLimit caps the JSON head of a request; stdin after it is not capped.
 type headLimit struct {
 	r        io.Reader
@@ -169,7 +179,7 @@ func resolveCwd(p *profiles.Profile, cwd string) (string, error) {
 
 func newID() string {
 	var b [8]byte
-	rand.Read(b[:])
+	rand.Read(b[:]) // never fails (.errcheck-excludes)
 	return hex.EncodeToString(b[:])
 }
 
@@ -206,11 +216,8 @@ func (ri *reqInfo) record(ev audit.Event, pri int, msg string) *audit.Record {
 	return r
 }
 
-func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
-	prof, _, ok := s.agent(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, c caller) {
+	prof := c.prof
 	req, _, err := readRequest(r)
 	if err == nil && req.Stdin {
 		err = badRequest(http.StatusBadRequest, "check takes no stdin")
@@ -220,13 +227,12 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 		cwd, err = resolveCwd(prof, req.Cwd)
 	}
 	if err != nil {
-		var re *requestError
-		errors.As(err, &re)
+		re := asRequestError(err)
 		writeError(w, re.code, api.Error{Error: re.msg})
 		return
 	}
 	env := s.env(prof, req, cwd)
-	res := policy.Decide(prof, req.Script, policy.Options{Dir: cwd, Path: envValue(env, "PATH"), RuntimeCheck: s.runtimeCheck})
+	res := policy.Decide(prof, req.Script, policy.Options{Dir: cwd, Path: envValue(env, "PATH"), RuntimeCheck: s.runtimeCheck, LookPath: s.look.LookPath})
 	writeJSON(w, http.StatusOK, res.Report(prof, cwd))
 }
 
@@ -256,76 +262,6 @@ func envValue(env []string, name string) string {
 // maxAllowRecords bounds the allow-decision records of one request; every
 // deny and ask is recorded.
 const maxAllowRecords = 64
-
-func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
-	prof, peer, ok := s.agent(w, r)
-	if !ok {
-		return
-	}
-	ri := &reqInfo{id: newID(), prof: prof, peer: peer}
-	req, stdin, err := readRequest(r)
-	if err != nil {
-		var re *requestError
-		errors.As(err, &re)
-		rec := ri.record(audit.EventError, audit.PriWarning, "BAD REQUEST "+re.msg).Set(audit.FieldReason, re.msg)
-		if req.Script != "" {
-			rec.Set(audit.FieldScriptSHA256, sha(req.Script))
-		}
-		s.sink.Write(rec)
-		writeError(w, re.code, api.Error{Error: re.msg, ID: ri.id})
-		return
-	}
-	ri.cwd = req.Cwd
-	if ri.cwd == "" {
-		ri.cwd = prof.Workdirs[0]
-	}
-
-	// The request record is written before anything else happens: if it
-	// cannot be, nothing runs.
-	if err := s.sink.Write(s.requestRecord(ri, req)); err != nil {
-		logf("audit: %v: refusing run %s", err, ri.id)
-		writeError(w, http.StatusServiceUnavailable, api.Error{Error: "the audit log cannot be written, so nothing runs: " + err.Error(), ID: ri.id})
-		return
-	}
-	o := s.exec(w, r, ri, req, stdin)
-	// The end record comes before the client's last answer, so a client
-	// that saw its exit can rely on the record being there.
-	end := ri.record(audit.EventEnd, endPriority(o.code, o.res), endMessage(o.code, o.res))
-	if exit := o.res; exit != nil {
-		end.SetInt(audit.FieldExit, int64(exit.Exit)).SetInt(audit.FieldSignal, int64(exit.Signal)).
-			SetInt(audit.FieldDurationMS, exit.Duration.Milliseconds()).SetInt(audit.FieldCPUMS, exit.CPU.Milliseconds()).
-			SetInt(audit.FieldMemPeak, exit.MemPeak).SetInt(audit.FieldStdoutBytes, exit.StdoutBytes).
-			SetInt(audit.FieldStderrBytes, exit.StderrBytes).Set(audit.FieldTimedOut, boolStr(exit.TimedOut)).
-			Set(audit.FieldTruncated, boolStr(exit.Truncated)).Set(audit.FieldCgroup, exit.Cgroup)
-	} else {
-		end.SetInt(audit.FieldExit, int64(o.code))
-	}
-	if err := s.sink.Write(end); err != nil {
-		logf("audit: cannot write the end record of run %s: %v", ri.id, err)
-	}
-	switch {
-	case o.errCode != 0:
-		writeError(w, o.errCode, o.err)
-	case o.last != nil:
-		o.stream.send(*o.last)
-	}
-}
-
-// outcome is how a request ended: the code its end record carries, the
-// sandbox result when something ran, and the answer still owed to the
-// client (an error response, or the stream's last event).
-type outcome struct {
-	code    int
-	res     *sandbox.Result
-	errCode int
-	err     api.Error
-	stream  *eventStream
-	last    *api.Event
-}
-
-func refused(code, status int, e api.Error) outcome {
-	return outcome{code: code, errCode: status, err: e}
-}
 
 func boolStr(b bool) string {
 	if b {
@@ -374,161 +310,13 @@ func (s *Server) requestRecord(ri *reqInfo, req api.ExecRequest) *audit.Record {
 	sort.Strings(names)
 	rec := ri.record(audit.EventRequest, audit.PriInfo, "REQUEST").Set(audit.FieldScriptSHA256, sha(req.Script)).
 		Set(audit.FieldEnvNames, strings.Join(names, ","))
-	if ri.prof.Audit.Script != "sha256" {
+	if ri.prof.Audit.Script != profiles.AuditScriptSHA256 {
 		rec.Set(audit.FieldScript, req.Script)
 		rec.Message += " " + line
 	} else {
 		rec.Message += " sha256:" + rec.Fields[audit.FieldScriptSHA256][:16]
 	}
 	return rec
-}
-
-// exec decides and runs one request. Refusals are 126 (denied) or 125
-// (execgate failed); the caller writes the end record, then the answer.
-func (s *Server) exec(w http.ResponseWriter, r *http.Request, ri *reqInfo, req api.ExecRequest, stdin io.Reader) outcome {
-	prof := ri.prof
-	cwd, err := resolveCwd(prof, req.Cwd)
-	if err != nil {
-		var re *requestError
-		errors.As(err, &re)
-		s.sink.Write(ri.record(audit.EventError, audit.PriWarning, "BAD REQUEST "+re.msg).Set(audit.FieldReason, re.msg))
-		return refused(125, re.code, api.Error{Error: re.msg, ID: ri.id})
-	}
-	ri.cwd = cwd
-	env := s.env(prof, req, cwd)
-	res := policy.Decide(prof, req.Script, policy.Options{Dir: cwd, Path: envValue(env, "PATH"), RuntimeCheck: s.runtimeCheck})
-	if err := s.writeDecisions(ri, res); err != nil {
-		return refused(125, http.StatusServiceUnavailable, api.Error{Error: "the audit log cannot be written, so nothing runs: " + err.Error(), ID: ri.id})
-	}
-	// Switches, schedule and caps: each refusal is a decision of its own,
-	// with its own reason.
-	deny := func(status int, reason string, rule profiles.Loc) outcome {
-		s.sink.Write(ri.record(audit.EventDecision, audit.PriWarning, "DENY "+reason).Set(audit.FieldDecision, "deny").
-			Set(audit.FieldReason, reason).Set(audit.FieldRule, rule.String()))
-		return refused(126, status, api.Error{Error: "deny: " + reason, ID: ri.id, Decision: "deny", Reason: reason, Rule: rule.String()})
-	}
-	switchLoc := profiles.Loc{File: filepath.Join(s.cfg.StateDir, "switches.json")}
-	if why := s.switches.refusal(prof.Name); why != "" {
-		return deny(http.StatusForbidden, why, switchLoc)
-	}
-	if why := scheduleRefusal(prof, s.now()); why != "" {
-		return deny(http.StatusForbidden, why, prof.LocOf("schedule.windows"))
-	}
-	if why, key := s.caps.request(prof, s.now()); why != "" {
-		return deny(http.StatusTooManyRequests, why, prof.LocOf(key))
-	}
-
-	var out *eventStream
-	startStream := func() {
-		if out != nil {
-			return
-		}
-		if stdin != nil {
-			// Read stdin while writing the stream: full duplex HTTP/1.1.
-			if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
-				stdin = nil
-			}
-		}
-		w.Header().Set("Content-Type", api.ContentTypeNDJSON)
-		w.WriteHeader(http.StatusOK)
-		out = newEventStream(w)
-	}
-	var approved [][]string
-	switch res.Decision {
-	case profiles.Deny:
-		return refused(126, http.StatusForbidden, api.Error{Error: "deny: " + res.Line(), ID: ri.id, Decision: "deny",
-			Invocation: res.Decisive.Invocation(), Rule: res.Decisive.Rule.String(), Reason: res.Decisive.Reason})
-	case profiles.Ask:
-		var asks []asked
-		for _, v := range res.Verdicts {
-			if v.Decision == profiles.Ask {
-				asks = append(asks, asked{argv: v.Argv(), program: v.Inv.Prog})
-			}
-		}
-		if len(asks) == 0 { // ask = "always"
-			for _, v := range res.Verdicts {
-				asks = append(asks, asked{argv: v.Argv(), program: v.Inv.Prog})
-			}
-		}
-		d := res.Decisive
-		startStream()
-		out.send(api.Event{Event: api.EventPending, ID: ri.id, Invocation: d.Invocation(), Rule: d.Rule.String(), Reason: d.Reason})
-		h := s.askHuman(r.Context(), ri, req, asks, d.Rule, d.Reason, false, nil)
-		if !h.approve {
-			out.send(api.Event{Event: api.EventDenied, ID: ri.id, Invocation: d.Invocation(), Rule: d.Rule.String(), Reason: h.state + ": " + h.reason})
-			code := 126
-			return outcome{code: 126, stream: out, last: &api.Event{Event: api.EventExit, ID: ri.id, Code: &code}}
-		}
-		for _, a := range asks {
-			approved = append(approved, a.argv)
-		}
-	}
-
-	// denyLate refuses after the stream may have begun (an ask was
-	// pending): in the stream then, with the same decision record.
-	denyLate := func(status int, reason string, rule profiles.Loc) outcome {
-		if out == nil {
-			return deny(status, reason, rule)
-		}
-		s.sink.Write(ri.record(audit.EventDecision, audit.PriWarning, "DENY "+reason).Set(audit.FieldDecision, "deny").
-			Set(audit.FieldReason, reason).Set(audit.FieldRule, rule.String()))
-		code := 126
-		out.send(api.Event{Event: api.EventDenied, ID: ri.id, Reason: reason, Rule: rule.String()})
-		return outcome{code: 126, stream: out, last: &api.Event{Event: api.EventExit, ID: ri.id, Code: &code}}
-	}
-	// A switch thrown while a human decided starts nothing: kill, freeze
-	// and lockdown beat an approval given after them.
-	if why := s.switches.refusal(prof.Name); why != "" {
-		return denyLate(http.StatusForbidden, why, switchLoc)
-	}
-
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	if msg := s.register(ri, req, cancel); msg != "" {
-		return denyLate(http.StatusTooManyRequests, msg, prof.LocOf("limits.concurrent"))
-	}
-	defer s.unregister(ri)
-
-	startStream()
-	out.send(api.Event{Event: api.EventAccepted, ID: ri.id})
-
-	spec := s.spec(prof, ri, req, cwd, env)
-	spec.Stdin = stdin
-	spec.Stdout, spec.Stderr = out.writer(api.EventStdout), out.writer(api.EventStderr)
-	var started sandbox.StartInfo // filled in by the sandbox before OnStart
-	spec.StartInfo, spec.DenyReadPatterns = &started, prof.DenyRead.Patterns
-	var switched string
-	spec.OnStart = func(pid int, cgroup string) error {
-		// The last moment before any of the agent's code runs: a switch
-		// thrown by now still holds.
-		if switched = s.switches.refusal(prof.Name); switched != "" {
-			return errors.New(switched)
-		}
-		// Written before any of the agent's code runs: no record, no run.
-		ri.initPid = pid
-		cut := int64(0)
-		if started.MaskCut {
-			cut = 1
-		}
-		return s.sink.Write(ri.record(audit.EventStart, audit.PriInfo, fmt.Sprintf("START pid %d cgroup %s", pid, cgroup)).
-			SetInt(audit.FieldPid, int64(pid)).Set(audit.FieldCgroup, cgroup).
-			SetInt(audit.FieldMasked, int64(started.Masked)).SetInt(audit.FieldMaskCut, cut))
-	}
-	if s.runtimeCheck {
-		spec.ExecCheck = s.execChecker(ri, req, out, append([]string{spec.Shell, "-c", spec.Script}, spec.Args...), approved, cancel)
-	}
-	result, err := s.runner.Run(ctx, spec)
-	if err != nil && switched != "" {
-		return denyLate(http.StatusForbidden, switched, switchLoc)
-	}
-	if err != nil {
-		msg := "execgate could not run the script: " + err.Error()
-		s.sink.Write(ri.record(audit.EventError, audit.PriErr, "ERROR "+msg).Set(audit.FieldReason, msg))
-		return outcome{code: 125, stream: out, last: &api.Event{Event: api.EventError, ID: ri.id, Error: msg}}
-	}
-	code := result.Exit
-	return outcome{code: code, res: &result, stream: out, last: &api.Event{Event: api.EventExit, ID: ri.id, Code: &code, Signal: result.Signal,
-		DurationMS: result.Duration.Milliseconds(), TimedOut: result.TimedOut, Truncated: result.Truncated, Killed: result.Killed, OOMKilled: result.OOMKilled}}
 }
 
 // register counts a run against its agent's concurrency cap.
@@ -566,7 +354,7 @@ func (s *Server) spec(p *profiles.Profile, ri *reqInfo, req api.ExecRequest, cwd
 		ID: ri.id, Agent: p.Name, Shell: p.Shell, Script: req.Script, Args: req.Args, Dir: cwd,
 		UID: uint32(p.UID), GID: uint32(p.GID), Home: p.Home, User: p.User, Env: env,
 		DenyRead: p.DenyRead.Set, WalkRoots: roots, ReadOnly: p.ReadOnly.Set.Roots(),
-		Network: p.Network == "host", Limits: lim,
+		Network: p.Network == profiles.NetworkHost, Limits: lim,
 	}
 }
 
@@ -586,12 +374,12 @@ func (s *Server) writeDecisions(ri *reqInfo, res *policy.Result) error {
 				continue
 			}
 		}
-		if err := s.sink.Write(decisionRecord(ri, v)); err != nil {
+		if err := s.record(decisionRecord(ri, v)); err != nil {
 			return err
 		}
 	}
 	if allows > maxAllowRecords {
-		return s.sink.Write(ri.record(audit.EventDecision, audit.PriInfo,
+		return s.record(ri.record(audit.EventDecision, audit.PriInfo,
 			fmt.Sprintf("ALLOW %d more invocations not recorded one by one", allows-maxAllowRecords)).Set(audit.FieldDecision, "allow"))
 	}
 	return nil
@@ -599,7 +387,7 @@ func (s *Server) writeDecisions(ri *reqInfo, res *policy.Result) error {
 
 func decisionRecord(ri *reqInfo, v *policy.Verdict) *audit.Record {
 	words, line := v.Argv(), v.Invocation()
-	if ri.prof.Audit.Script == "sha256" && v.Decision == profiles.Allow && len(words) > 1 {
+	if ri.prof.Audit.Script == profiles.AuditScriptSHA256 && v.Decision == profiles.Allow && len(words) > 1 {
 		// Scripts are hashed for this agent: an allowed command keeps only
 		// its program; denials keep their argv, which a reviewer needs.
 		words = words[:1]
@@ -637,11 +425,17 @@ func newEventStream(w http.ResponseWriter) *eventStream {
 	return &eventStream{w: w, rc: http.NewResponseController(w)}
 }
 
+// tell sends an event whose loss changes nothing: a client that went
+// away has closed the connection, which ends the request's context.
+func (e *eventStream) tell(ev api.Event) { _ = e.send(ev) }
+
 func (e *eventStream) send(ev api.Event) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.buf.Reset()
-	json.NewEncoder(&e.buf).Encode(ev)
+	if err := json.NewEncoder(&e.buf).Encode(ev); err != nil {
+		return err
+	}
 	if _, err := e.w.Write(e.buf.Bytes()); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/execgate/execgate/api"
 	"github.com/execgate/execgate/audit"
+	"github.com/execgate/execgate/internal/procfs"
 	"github.com/execgate/execgate/policy"
 	"github.com/execgate/execgate/profiles"
 	"github.com/execgate/execgate/supervisor/execwatch"
@@ -85,7 +86,7 @@ func (c *execCheck) Decide(ctx context.Context, e *execwatch.Exec) error {
 			return nil
 		}
 	}
-	ri, prof := c.ri, c.ri.prof
+	prof := c.ri.prof
 	var v policy.Verdict
 	var identity string
 	if e.Err != nil {
@@ -107,15 +108,7 @@ func (c *execCheck) Decide(ctx context.Context, e *execwatch.Exec) error {
 		v.Decision, v.Reason = profiles.Allow, "approved for this run: "+v.Reason
 	}
 	if v.Decision == profiles.Ask {
-		// The exec waits in the kernel while a human decides.
-		h := c.s.askHuman(ctx, ri, c.req, []asked{{argv: e.Argv, program: e.Resolved}}, v.Rule, v.Reason, true, func(a api.Approval) {
-			c.out.send(api.Event{Event: api.EventPending, ID: a.ID, Invocation: shellJoin(e.Argv, e.Path), Rule: v.Rule.String(), Reason: v.Reason})
-		})
-		if h.approve {
-			v.Decision, v.Reason = profiles.Allow, h.reason
-		} else {
-			v.Decision, v.Reason = profiles.Deny, h.state+": "+h.reason
-		}
+		c.ask(ctx, e, &v)
 	}
 	if err := c.record(e, &v, identity); err != nil {
 		return err
@@ -126,6 +119,19 @@ func (c *execCheck) Decide(ctx context.Context, e *execwatch.Exec) error {
 	c.last, c.lastID = v, identity
 	c.allowed(e.Pid, e.Path, e.Argv, &v)
 	return nil
+}
+
+// ask holds an exec that asks in the kernel while a human decides, and
+// turns v into the human's allow or deny.
+func (c *execCheck) ask(ctx context.Context, e *execwatch.Exec, v *policy.Verdict) {
+	h, err := c.s.askHuman(ctx, c.ri, c.req, []asked{{argv: e.Argv, program: e.Resolved}}, v.Rule, v.Reason, true, func(a api.Approval) {
+		c.out.tell(api.Event{Event: api.EventPending, ID: a.ID, Invocation: shellJoin(e.Argv, e.Path), Rule: v.Rule.String(), Reason: v.Reason})
+	})
+	if err == nil && h.state == approved {
+		v.Decision, v.Reason = profiles.Allow, h.reason
+	} else {
+		v.Decision, v.Reason = profiles.Deny, h.state.String()+": "+h.reason
+	}
 }
 
 // Confirm decides again at the exec event when the new image is not the
@@ -174,13 +180,13 @@ func (c *execCheck) Confirm(ctx context.Context, decided, ran *execwatch.Exec) e
 // exec goes on only with its record written: without the trail, the run
 // is killed.
 func (c *execCheck) record(e *execwatch.Exec, v *policy.Verdict, identity string) error {
-	if err := c.s.sink.Write(execRecord(c.ri, e, v, identity)); err != nil {
-		logf("audit: %v: killing run %s", err, c.ri.id)
+	if err := c.s.record(execRecord(c.ri, e, v, identity)); err != nil {
+		c.s.logf("audit: %v: killing run %s", err, c.ri.id)
 		c.kill()
 		return fmt.Errorf("audit: %w", err)
 	}
 	if v.Decision != profiles.Allow {
-		c.out.send(api.Event{Event: api.EventDenied, ID: c.ri.id, Invocation: shellJoin(e.Argv, e.Path), Rule: v.Rule.String(), Reason: v.Reason})
+		c.out.tell(api.Event{Event: api.EventDenied, ID: c.ri.id, Invocation: shellJoin(e.Argv, e.Path), Rule: v.Rule.String(), Reason: v.Reason})
 	}
 	return nil
 }
@@ -188,7 +194,7 @@ func (c *execCheck) record(e *execwatch.Exec, v *policy.Verdict, identity string
 // allowed notes what an allowed exec lets its process do next.
 func (c *execCheck) allowed(pid int, p string, argv []string, v *policy.Verdict) {
 	if v.By != nil && v.By.NestedAny {
-		if st, err := execwatch.ProcStat(pid); err == nil {
+		if st, err := procfs.Stat(pid); err == nil {
 			c.free[pid] = mark{rule: v.By, start: st.Start}
 		}
 	}
@@ -206,7 +212,7 @@ func underAny(pid int, free map[int]mark) *profiles.Rule {
 		return nil
 	}
 	for steps := 0; pid > 1 && steps < 64; steps++ {
-		st, err := execwatch.ProcStat(pid)
+		st, err := procfs.Stat(pid)
 		if err != nil {
 			return nil
 		}
@@ -227,7 +233,7 @@ func parents(e *execwatch.Exec, initPid int) string {
 			chain = append(chain, strconv.Itoa(pid)+" execgate-init")
 			break
 		}
-		st, err := execwatch.ProcStat(pid)
+		st, err := procfs.Stat(pid)
 		if err != nil {
 			break
 		}
@@ -251,7 +257,7 @@ func execRecord(ri *reqInfo, e *execwatch.Exec, v *policy.Verdict, identity stri
 		pri, word = audit.PriWarning, "EXEC DENY"
 	}
 	argv := e.Argv
-	private := ri.prof.Audit.Script == "sha256" && v.Decision == profiles.Allow
+	private := ri.prof.Audit.Script == profiles.AuditScriptSHA256 && v.Decision == profiles.Allow
 	if private && len(argv) > 1 {
 		argv = argv[:1] // allowed execs keep only the program when scripts are hashed
 	}

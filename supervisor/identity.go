@@ -82,13 +82,18 @@ func newBinIndex(ps map[string]*profiles.Profile) *binIndex {
 	return ix
 }
 
+// closeRead closes a file only read, and closeFd a descriptor only read
+// or held (O_PATH): a failed close loses nothing.
+func closeRead(f *os.File) { _ = f.Close() }
+func closeFd(fd int)       { _ = unix.Close(fd) }
+
 func hashFile(p string) ([sha256.Size]byte, int64, bool) {
 	var sum [sha256.Size]byte
 	f, err := os.Open(p)
 	if err != nil {
 		return sum, 0, false
 	}
-	defer f.Close()
+	defer closeRead(f)
 	var st unix.Stat_t
 	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > maxHashed {
 		return sum, 0, false
@@ -122,13 +127,13 @@ func (ix *binIndex) identify(pid int, resolved string) string {
 	if err != nil {
 		return ""
 	}
-	defer unix.Close(root)
+	defer closeFd(root)
 	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
 	fd, err := unix.Openat2(root, resolved, &how)
 	if err != nil {
 		return ""
 	}
-	defer unix.Close(fd)
+	defer closeFd(fd)
 	return pick(ix.matchFd(fd), path.Base(resolved))
 }
 
@@ -144,7 +149,7 @@ func (ix *binIndex) identifyFile(p, base string) string {
 	if err != nil {
 		return ""
 	}
-	defer unix.Close(fd)
+	defer closeFd(fd)
 	return pick(ix.matchFd(fd), base)
 }
 
@@ -190,7 +195,7 @@ func (ix *binIndex) matchFd(fd int) []string {
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
+	defer closeRead(f)
 	// What is compared is the content read, whatever the times did
 	// meanwhile (a caller touching the file cannot hide a copy); the
 	// times only decide whether the answer is cached.
@@ -203,17 +208,24 @@ func (ix *binIndex) matchFd(fd int) []string {
 			names = append(names, c.name)
 		}
 	}
-	// Cache only a version that did not change while it was read and
-	// whose ctime is old enough that no later write can share it.
+	ix.cacheIfSettled(f, &st, names, now)
+	return names
+}
+
+// cacheIfSettled caches the names of the version st says f had, only when
+// it did not change while it was read and its ctime is old enough that no
+// later write can share it.
+func (ix *binIndex) cacheIfSettled(f *os.File, st *unix.Stat_t, names []string, now time.Time) {
+	key := keyOf(st)
 	ctime := time.Unix(st.Ctim.Unix())
 	var fst unix.Stat_t
-	if unix.Fstat(int(f.Fd()), &fst) == nil && keyOf(&fst) == key && ctime.Before(now.Add(-ix.settle)) {
-		ix.mu.Lock()
-		if len(ix.cache) > 4096 {
-			clear(ix.cache)
-		}
-		ix.cache[key] = names
-		ix.mu.Unlock()
+	if unix.Fstat(int(f.Fd()), &fst) != nil || keyOf(&fst) != key || !ctime.Before(now.Add(-ix.settle)) {
+		return
 	}
-	return names
+	ix.mu.Lock()
+	if len(ix.cache) > 4096 {
+		clear(ix.cache)
+	}
+	ix.cache[key] = names
+	ix.mu.Unlock()
 }

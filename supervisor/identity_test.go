@@ -125,24 +125,27 @@ func TestIdentityOfProcExe(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
+		name       string
 		argv       []string
 		any, named string // identifyPath, identifyFile(exe, base of argv[0])
 	}{
-		{[]string{nap, "30"}, "sleep", "sleep"},
-		{[]string{"/usr/bin/sleep", "30"}, "sleep", ""},
-		{[]string{"/usr/bin/tail", "-f", "/dev/null"}, "", ""}, // not a known program
+		{"copy", []string{nap, "30"}, "sleep", "sleep"},
+		{"original", []string{"/usr/bin/sleep", "30"}, "sleep", ""},
+		{"unknown", []string{"/usr/bin/tail", "-f", "/dev/null"}, "", ""}, // not a known program
 	} {
-		cmd := exec.Command(tc.argv[0], tc.argv[1:]...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exe := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/exe"
-		anyName, named := ix.identifyPath(exe), ix.identifyFile(exe, filepath.Base(tc.argv[0]))
-		cmd.Process.Kill()
-		cmd.Wait()
-		if anyName != tc.any || named != tc.named {
-			t.Errorf("%s running: identifyPath %q, identifyFile %q; want %q, %q", tc.argv[0], anyName, named, tc.any, tc.named)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(tc.argv[0], tc.argv[1:]...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exe := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/exe"
+			anyName, named := ix.identifyPath(exe), ix.identifyFile(exe, filepath.Base(tc.argv[0]))
+			cmd.Process.Kill()
+			cmd.Wait()
+			if anyName != tc.any || named != tc.named {
+				t.Errorf("%s running: identifyPath %q, identifyFile %q; want %q, %q", tc.argv[0], anyName, named, tc.any, tc.named)
+			}
+		})
 	}
 	if got := ix.identify(os.Getpid(), nap); got != "sleep" {
 		t.Errorf("identify of the copy: %q", got)

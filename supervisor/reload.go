@@ -23,10 +23,6 @@ const (
 	FieldAgentsRemoved = "EXECGATE_AGENTS_REMOVED"
 )
 
-// reloadMu keeps the daemon's own reloads (signal, file changes) from
-// overlapping, so each record's added and removed lists are exact.
-var reloadMu sync.Mutex
-
 // Reload triggers.
 const (
 	TriggerSignal = "sighup"
@@ -39,8 +35,8 @@ const (
 // runs already going continue to their own limits, under the profile they
 // started with.
 func (s *Server) ReloadAndReport(trigger string) error {
-	reloadMu.Lock()
-	defer reloadMu.Unlock()
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	prev := s.reg.Load()
 	err := s.Reload()
 	cur := s.reg.Load()
@@ -71,7 +67,7 @@ func (s *Server) ReloadAndReport(trigger string) error {
 	}
 	rec := audit.New(audit.EventReload, audit.PriInfo, msg).Set(FieldReloadTrigger, trigger).
 		Set(FieldAgentsAdded, strings.Join(added, ",")).Set(FieldAgentsRemoved, strings.Join(removed, ","))
-	if werr := s.sink.Write(rec); werr != nil && err == nil {
+	if werr := s.record(rec); werr != nil && err == nil {
 		err = fmt.Errorf("audit: %w", werr)
 	}
 	return err
@@ -133,7 +129,7 @@ func (s *Server) WatchProfiles(ctx context.Context, o ReloadOptions) (*ProfileWa
 	}
 	pw := &ProfileWatcher{s: s, dir: filepath.Clean(s.cfg.AgentsDir), o: o, w: w, done: make(chan struct{})}
 	if err := pw.add(); err != nil {
-		s.sink.Write(audit.New(audit.EventError, audit.PriWarning, "profile watch: "+err.Error()+" (retrying)").
+		s.note(audit.New(audit.EventError, audit.PriWarning, "profile watch: "+err.Error()+" (retrying)").
 			Set(audit.FieldReason, err.Error()))
 	}
 	go pw.loop(ctx)
@@ -176,79 +172,104 @@ func (pw *ProfileWatcher) reload(trigger string) {
 	}
 	err := pw.s.ReloadAndReport(trigger)
 	if err != nil {
-		logf("reload: %v", err)
+		pw.s.logf("reload: %v", err)
 	}
 	if pw.o.After != nil {
 		pw.o.After(trigger, err)
 	}
 }
 
+// debounce fires once the changes have been quiet for quiet, and at the
+// latest maxDelay after the first of them.
+type debounce struct {
+	timer           *time.Timer
+	quiet, maxDelay time.Duration
+	first           time.Time // the first change not reloaded yet
+	pending         bool
+}
+
+func newDebounce(quiet, maxDelay time.Duration) *debounce {
+	d := &debounce{timer: time.NewTimer(time.Hour), quiet: quiet, maxDelay: maxDelay}
+	d.timer.Stop()
+	return d
+}
+
+// arm notes a change.
+func (d *debounce) arm() {
+	now := time.Now()
+	if !d.pending {
+		d.pending, d.first = true, now
+	}
+	wait := d.quiet
+	if left := d.first.Add(d.maxDelay).Sub(now); left < wait {
+		wait = max(left, 0)
+	}
+	d.timer.Reset(wait)
+}
+
+// reset forgets the changes noted: a reload is under way.
+func (d *debounce) reset() {
+	d.timer.Stop()
+	d.pending = false
+}
+
 func (pw *ProfileWatcher) loop(ctx context.Context) {
 	defer close(pw.done)
-	defer pw.w.Close()
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
+	defer func() { _ = pw.w.Close() }() // the watch ends with the loop; nothing is left to tell
+	d := newDebounce(pw.o.Debounce, pw.o.MaxDelay)
 	retry := time.NewTicker(pw.o.Retry)
 	defer retry.Stop()
-	var first time.Time // the first change not reloaded yet
-	pending := false
-	arm := func() {
-		now := time.Now()
-		if !pending {
-			pending, first = true, now
-		}
-		wait := pw.o.Debounce
-		if left := first.Add(pw.o.MaxDelay).Sub(now); left < wait {
-			wait = max(left, 0)
-		}
-		debounce.Reset(wait)
-	}
 	for {
 		select {
 		case <-ctx.Done():
-			debounce.Stop()
+			d.reset()
 			return
 		case _, ok := <-pw.o.Signals:
 			if !ok {
 				pw.o.Signals = nil
 				continue
 			}
-			debounce.Stop()
-			pending = false
+			d.reset()
 			pw.reload(TriggerSignal)
 		case ev, ok := <-pw.w.Events:
 			if !ok {
 				return
 			}
-			if !pw.relevant(ev) {
-				continue
+			if pw.changed(ev) {
+				d.arm()
 			}
-			if filepath.Clean(ev.Name) == pw.dir && ev.Has(fsnotify.Remove|fsnotify.Rename) {
-				// The directory went (or was moved away): its watch is
-				// gone; look for the new one at once and then every Retry.
-				pw.w.Remove(pw.dir)
-				pw.add()
-			}
-			arm()
 		case err, ok := <-pw.w.Errors:
 			if !ok {
 				return
 			}
 			// An overflow lost events: reload to be sure.
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				arm()
+				d.arm()
 			} else {
-				logf("profile watch: %v", err)
+				pw.s.logf("profile watch: %v", err)
 			}
 		case <-retry.C:
-			if !pw.Watching() {
-				if pw.add() == nil {
-					arm() // the directory is back: read what it holds now
-				}
+			if !pw.Watching() && pw.add() == nil {
+				d.arm() // the directory is back: read what it holds now
 			}
-		case <-debounce.C:
-			pending = false
+		case <-d.timer.C:
+			d.pending = false
 			pw.reload(TriggerFiles)
 		}
 	}
+}
+
+// changed reports whether an event calls for a reload, and watches the
+// directory anew when it went.
+func (pw *ProfileWatcher) changed(ev fsnotify.Event) bool {
+	if !pw.relevant(ev) {
+		return false
+	}
+	if filepath.Clean(ev.Name) == pw.dir && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+		// The directory went (or was moved away): its watch is gone; look
+		// for the new one at once and then every Retry.
+		_ = pw.w.Remove(pw.dir) // the watch went with the directory: this only forgets it
+		_ = pw.add()            // if it fails, Retry looks again
+	}
+	return true
 }

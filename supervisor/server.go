@@ -17,6 +17,7 @@ import (
 	"github.com/execgate/execgate/api"
 	"github.com/execgate/execgate/audit"
 	"github.com/execgate/execgate/profiles"
+	"github.com/execgate/execgate/shellparse"
 	"github.com/execgate/execgate/supervisor/sandbox"
 )
 
@@ -40,15 +41,21 @@ const (
 type Server struct {
 	cfg          *profiles.Config
 	runner       Runner
-	sink         audit.Sink
+	trail        *trail
 	runtimeCheck bool
 	now          func() time.Time
+	look         *shellparse.Resolver
+	logf         func(format string, args ...any)
 	adminGIDs    map[uint32]bool
 	started      time.Time
 	cgroupV      int
 	auditName    string
 
 	reg atomic.Pointer[registry]
+	// reloadMu keeps the daemon's own reloads (signal, file changes, an
+	// admin, a remembered approval) from overlapping, so that each reload
+	// record's added and removed lists are exact.
+	reloadMu sync.Mutex
 
 	mu       sync.Mutex
 	runs     map[string]*runState
@@ -65,6 +72,12 @@ type Option func(*Server)
 // WithClock replaces time.Now (tests of schedules and caps).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
+// WithLogf replaces where the server says what it cannot journal (by
+// default stderr, "execgated: " first).
+func WithLogf(logf func(format string, args ...any)) Option {
+	return func(s *Server) { s.logf = logf }
+}
+
 // WithAuditName sets how /v1/status names the audit sink.
 func WithAuditName(name string) Option { return func(s *Server) { s.auditName = name } }
 
@@ -77,11 +90,17 @@ func NewServer(cfg *profiles.Config, runner Runner, sink audit.Sink, opts ...Opt
 	if cfg == nil || runner == nil || sink == nil {
 		return nil, errors.New("supervisor: config, runner and audit sink are required")
 	}
-	s := &Server{cfg: cfg, runner: runner, sink: &trail{sink: sink}, now: time.Now, started: time.Now(),
+	s := &Server{cfg: cfg, runner: runner, now: time.Now, logf: stderrLogf,
 		runs: map[string]*runState{}, perAgent: map[string]int{}, adminGIDs: map[uint32]bool{}}
 	for _, o := range opts {
 		o(s)
 	}
+	if s.logf == nil {
+		s.logf = func(string, ...any) {}
+	}
+	s.started = s.now()
+	s.trail = newTrail(sink, s.logf)
+	s.look = shellparse.NewResolver(0, s.now) // PATH lookups, cached briefly across requests
 	sw, err := loadSwitches(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -110,11 +129,11 @@ func (s *Server) Reload() error {
 	if len(r.kept) > 0 {
 		rec.Set(audit.FieldReason, fmt.Sprintf("kept the last good profile of %v", r.kept))
 	}
-	if err := s.sink.Write(rec); err != nil {
+	if err := s.record(rec); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	for _, p := range r.byName {
-		if err := s.sink.Write(audit.New(audit.EventReload, audit.PriInfo, fmt.Sprintf("%s profile %s sha256 %s", p.Name, p.File, p.SHA256)).
+		if err := s.record(audit.New(audit.EventReload, audit.PriInfo, fmt.Sprintf("%s profile %s sha256 %s", p.Name, p.File, p.SHA256)).
 			Set(audit.FieldAgent, p.Name).SetInt(audit.FieldUID, p.UID).Set(audit.FieldProfileSHA256, p.SHA256)); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
@@ -124,7 +143,7 @@ func (s *Server) Reload() error {
 		if unknownAccount(e) {
 			pri = audit.PriWarning
 		}
-		if err := s.sink.Write(audit.New(audit.EventError, pri, "profile: "+e.Error()).Set(audit.FieldReason, e.Error())); err != nil {
+		if err := s.record(audit.New(audit.EventError, pri, "profile: "+e.Error()).Set(audit.FieldReason, e.Error())); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
 	}
@@ -135,61 +154,6 @@ func (s *Server) Reload() error {
 // down as ServeWith does with the default grace.
 func (s *Server) Serve(ctx context.Context, agent, admin net.Listener) error {
 	return s.ServeWith(ctx, agent, admin, ServeOptions{})
-}
-
-// AgentHandler serves the agent socket.
-func (s *Server) AgentHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+api.PathExec, s.handleExec)
-	mux.HandleFunc("POST "+api.PathCheck, s.handleCheck)
-	mux.HandleFunc("GET "+api.PathWhoami, s.handleWhoami)
-	// Admin endpoints are refused by name here, so an agent gets a clear
-	// answer rather than a 404 it might retry elsewhere.
-	for _, p := range []string{api.PathStatus, api.PathRuns, api.PathApprovals, api.PathApprovals + "/", api.PathAgents, api.PathLockdown, api.PathReload} {
-		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, http.StatusForbidden, api.Error{Error: r.URL.Path + " is served only on the admin socket, to admins"})
-		})
-	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, api.Error{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
-	})
-	return mux
-}
-
-// AdminHandler serves the admin socket.
-func (s *Server) AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+api.PathStatus, s.admin(s.handleStatus))
-	mux.HandleFunc("GET "+api.PathRuns, s.admin(s.handleRuns))
-	mux.HandleFunc("GET "+api.PathApprovals, s.admin(s.handleApprovals))
-	mux.HandleFunc("POST "+api.PathApprovals+"/{id}", s.admin(s.handleDecide))
-	mux.HandleFunc("POST "+api.PathAgents+"{name}/{action}", s.admin(s.handleAgentAction))
-	mux.HandleFunc("POST "+api.PathLockdown, s.admin(s.handleLockdown))
-	mux.HandleFunc("POST "+api.PathReload, s.admin(s.handleReload))
-	mux.HandleFunc("/", s.admin(func(w http.ResponseWriter, r *http.Request, _ Peer) {
-		writeError(w, http.StatusNotFound, api.Error{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
-	}))
-	return mux
-}
-
-// admin wraps an admin handler with its permission check.
-func (s *Server) admin(h func(http.ResponseWriter, *http.Request, Peer)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		p, ok := peerFrom(r.Context())
-		if !ok || !s.isAdmin(p) {
-			uid := "unknown"
-			if ok {
-				uid = strconv.FormatUint(uint64(p.UID), 10)
-			}
-			rec := audit.New(audit.EventAdmin, audit.PriWarning, fmt.Sprintf("uid %s REFUSED admin %s %s", uid, r.Method, r.URL.Path)).
-				Set(audit.FieldUID, uid).Set(audit.FieldAdminAction, r.Method+" "+r.URL.Path).Set(audit.FieldDecision, "deny").
-				Set(audit.FieldReason, "not an admin")
-			s.sink.Write(rec)
-			writeError(w, http.StatusForbidden, api.Error{Error: "uid " + uid + " is not an execgate admin"})
-			return
-		}
-		h(w, r, p)
-	}
 }
 
 func (s *Server) isAdmin(p Peer) bool {
@@ -218,37 +182,13 @@ func (s *Server) isAdmin(p Peer) bool {
 	return false
 }
 
-// agent identifies the caller of an agent-socket request, answering 403
-// (and journaling it) when the uid has no profile.
-func (s *Server) agent(w http.ResponseWriter, r *http.Request) (*profiles.Profile, Peer, bool) {
-	p, ok := peerFrom(r.Context())
-	if !ok {
-		writeError(w, http.StatusForbidden, api.Error{Error: "the caller's credentials could not be read"})
-		return nil, p, false
-	}
-	prof := s.reg.Load().byUID[p.UID]
-	if prof == nil {
-		msg := fmt.Sprintf("uid %d has no execgate profile", p.UID)
-		rec := audit.New(audit.EventError, audit.PriWarning, msg+" (refused "+r.URL.Path+")").
-			SetInt(audit.FieldUID, int64(p.UID)).SetInt(audit.FieldPeerPID, int64(p.PID)).
-			Set(audit.FieldDecision, "deny").Set(audit.FieldReason, msg)
-		s.sink.Write(rec)
-		writeError(w, http.StatusForbidden, api.Error{Error: msg, Decision: "deny"})
-		return nil, p, false
-	}
-	return prof, p, true
-}
-
-func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) {
-	prof, peer, ok := s.agent(w, r)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, api.Whoami{Agent: prof.Name, UID: peer.UID, PID: peer.PID, Profile: prof.File, SHA256: prof.SHA256,
+func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request, c caller) {
+	prof := c.prof
+	writeJSON(w, http.StatusOK, api.Whoami{Agent: prof.Name, UID: c.UID, PID: c.PID, Profile: prof.File, SHA256: prof.SHA256,
 		Security: string(prof.Security), Ask: string(prof.Ask), Workdirs: prof.Workdirs})
 }
 
-func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ Peer) {
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ caller) {
 	reg := s.reg.Load()
 	st := api.Status{Version: Version, Started: s.started, Audit: s.auditName, CgroupV: s.cgroupV, RuntimeCheck: s.runtimeCheck}
 	sw := s.switches.get()
@@ -271,7 +211,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ Peer) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (s *Server) handleRuns(w http.ResponseWriter, r *http.Request, _ Peer) {
+func (s *Server) handleRuns(w http.ResponseWriter, r *http.Request, _ caller) {
 	writeJSON(w, http.StatusOK, s.runList())
 }
 
@@ -280,16 +220,24 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	_ = enc.Encode(v) // a client that went away has nothing left to be told
 }
 
 func writeError(w http.ResponseWriter, code int, e api.Error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(e)
+	_ = json.NewEncoder(w).Encode(e) // as in writeJSON
 }
 
-// logf reports what cannot be journaled.
-func logf(format string, args ...any) {
+// record writes a record that gates an action (see trail): on an error,
+// do not act.
+func (s *Server) record(r *audit.Record) error { return s.trail.record(r) }
+
+// note writes a record that gates nothing (see trail).
+func (s *Server) note(r *audit.Record) { s.trail.note(r) }
+
+// stderrLogf is the default logf: the daemon's stderr, which systemd
+// sends to the journal under the unit.
+func stderrLogf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "execgated: "+format+"\n", args...)
 }

@@ -86,35 +86,12 @@ func (s *Server) running() []*runState {
 //     written and its client gets the exit event, then closes what is left
 //     (requests still waiting for an approval end as not run).
 func (s *Server) ServeWith(ctx context.Context, agent, admin net.Listener, o ServeOptions) error {
-	grace := o.Grace
-	if grace == 0 {
-		grace = DefaultShutdownGrace
-	}
-	grace = max(grace, 0)
-	settle := o.Settle
-	if settle <= 0 {
-		settle = 10 * time.Second
-	}
-	var active atomic.Int64 // handlers running
-	track := func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			active.Add(1)
-			defer active.Add(-1)
-			h.ServeHTTP(w, r)
-		})
-	}
-	servers := []*http.Server{
-		{Handler: track(s.AgentHandler()), ConnContext: peerContext, ReadHeaderTimeout: 10 * time.Second},
-		{Handler: track(s.AdminHandler()), ConnContext: peerContext, ReadHeaderTimeout: 10 * time.Second},
-	}
-	errc := make(chan error, 2)
-	for i, ln := range []net.Listener{agent, admin} {
-		go func() { errc <- servers[i].Serve(ln) }()
-	}
+	grace, settle := o.durations()
+	sv := s.serveSockets(agent, admin)
 	var err error
 	select {
 	case <-ctx.Done():
-	case err = <-errc:
+	case err = <-sv.errc:
 	}
 
 	// 1. Shutdown closes the listeners and idle connections now, and
@@ -122,34 +99,93 @@ func (s *Server) ServeWith(ctx context.Context, agent, admin net.Listener, o Ser
 	sctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var shut sync.WaitGroup
-	for _, hs := range servers {
+	for _, hs := range sv.servers {
 		shut.Add(1)
-		go func() { defer shut.Done(); hs.Shutdown(sctx) }()
+		go func() { defer shut.Done(); _ = hs.Shutdown(sctx) }() // ends when the connections have, or at cancel
 	}
-	runs := s.running()
-	status := fmt.Sprintf("stopping: %s, %s grace", plural(len(runs), "run"), grace)
-	if o.Stopping != nil {
-		o.Stopping(status)
-	}
-	s.sink.Write(audit.New(audit.EventAdmin, audit.PriInfo, "execgated "+status).
-		Set(audit.FieldAdminAction, "shutdown").SetInt(audit.FieldDurationMS, grace.Milliseconds()))
+	s.announceStop(grace, o.Stopping)
 
 	// 2. The grace.
-	until := func(d time.Duration, done func() bool) bool {
-		end := time.Now().Add(d)
-		for !done() {
-			if !time.Now().Before(end) {
-				return false
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return true
-	}
-	noRuns := func() bool { return len(s.running()) == 0 }
-	until(grace, noRuns)
+	until(grace, s.noRuns)
 
-	// 3. Kill what is left, again and again until nothing runs: a request
-	// decided during the grace may still have started one.
+	// 3. Kill what is left.
+	s.killLeft(grace, settle)
+
+	// 4. Let the handlers of ended runs write their end records and
+	// answer, then close the rest (approval waits, slow clients) and let
+	// their handlers finish too.
+	until(min(settle, 2*time.Second), sv.idle)
+	for _, hs := range sv.servers {
+		_ = hs.Close() // its error is the listener's, closed by Shutdown already
+	}
+	if !until(settle, sv.idle) {
+		s.logf("shutdown: %d requests still running after %s", sv.active.Load(), settle)
+	}
+	cancel()
+	shut.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// durations are the grace and the settle time, defaults filled in.
+func (o ServeOptions) durations() (grace, settle time.Duration) {
+	grace, settle = o.Grace, o.Settle
+	if grace == 0 {
+		grace = DefaultShutdownGrace
+	}
+	if settle <= 0 {
+		settle = 10 * time.Second
+	}
+	return max(grace, 0), settle
+}
+
+// sockets is the two sockets being served, with a count of the handlers
+// running.
+type sockets struct {
+	servers []*http.Server
+	errc    chan error // each server's Serve error
+	active  atomic.Int64
+}
+
+func (sv *sockets) idle() bool { return sv.active.Load() == 0 }
+
+func (sv *sockets) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sv.active.Add(1)
+		defer sv.active.Add(-1)
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) serveSockets(agent, admin net.Listener) *sockets {
+	sv := &sockets{errc: make(chan error, 2)}
+	sv.servers = []*http.Server{
+		{Handler: sv.track(s.AgentHandler()), ConnContext: peerContext, ReadHeaderTimeout: 10 * time.Second},
+		{Handler: sv.track(s.AdminHandler()), ConnContext: peerContext, ReadHeaderTimeout: 10 * time.Second},
+	}
+	for i, ln := range []net.Listener{agent, admin} {
+		go func() { sv.errc <- sv.servers[i].Serve(ln) }()
+	}
+	return sv
+}
+
+// announceStop says the daemon is stopping: to stopping (sd_notify) and
+// in the journal.
+func (s *Server) announceStop(grace time.Duration, stopping func(string)) {
+	status := fmt.Sprintf("stopping: %s, %s grace", plural(len(s.running()), "run"), grace)
+	if stopping != nil {
+		stopping(status)
+	}
+	s.note(audit.New(audit.EventAdmin, audit.PriInfo, "execgated "+status).
+		Set(audit.FieldAdminAction, "shutdown").SetInt(audit.FieldDurationMS, grace.Milliseconds()))
+}
+
+// killLeft kills what still runs, again and again for up to settle until
+// nothing does: a request decided during the grace may still have started
+// one. Each kill is journaled.
+func (s *Server) killLeft(grace, settle time.Duration) {
 	killed := map[string]bool{}
 	until(settle, func() bool {
 		for _, r := range s.running() {
@@ -158,29 +194,25 @@ func (s *Server) ServeWith(ctx context.Context, agent, admin net.Listener, o Ser
 			}
 			killed[r.ID] = true
 			msg := fmt.Sprintf("%s KILL at shutdown: the run outlived the %s grace", r.Agent, grace)
-			s.sink.Write(audit.New(audit.EventAdmin, audit.PriWarning, msg).Set(audit.FieldAdminAction, "shutdown kill").
+			s.note(audit.New(audit.EventAdmin, audit.PriWarning, msg).Set(audit.FieldAdminAction, "shutdown kill").
 				Set(audit.FieldID, r.ID).Set(audit.FieldAgent, r.Agent).SetInt(audit.FieldUID, int64(r.UID)).
 				Set(audit.FieldReason, "the daemon is stopping"))
 			r.cancel()
 		}
-		return noRuns()
+		return s.noRuns()
 	})
+}
 
-	// 4. Let the handlers of ended runs write their end records and
-	// answer, then close the rest (approval waits, slow clients) and let
-	// their handlers finish too.
-	idle := func() bool { return active.Load() == 0 }
-	until(min(settle, 2*time.Second), idle)
-	for _, hs := range servers {
-		hs.Close()
+func (s *Server) noRuns() bool { return len(s.running()) == 0 }
+
+// until polls done for up to d and reports whether it came true.
+func until(d time.Duration, done func() bool) bool {
+	end := time.Now().Add(d)
+	for !done() {
+		if !time.Now().Before(end) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if !until(settle, idle) {
-		logf("shutdown: %d requests still running after %s", active.Load(), settle)
-	}
-	cancel()
-	shut.Wait()
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
+	return true
 }

@@ -80,7 +80,7 @@ func (s *switches) update(f func(*switchState)) error {
 		err = os.Rename(tmp, s.path)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp) // best effort: the error returned is the one that matters
 		return fmt.Errorf("save kill switches: %w", err)
 	}
 	s.st = next

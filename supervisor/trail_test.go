@@ -26,24 +26,24 @@ func (f *flakySink) Close() error { return nil }
 
 func TestTrailReportsLostRecords(t *testing.T) {
 	f := &flakySink{}
-	tr := &trail{sink: f}
-	if err := tr.Write(audit.New(audit.EventRequest, 6, "a")); err != nil {
+	tr := newTrail(f, t.Logf)
+	if err := tr.record(audit.New(audit.EventRequest, 6, "a")); err != nil {
 		t.Fatal(err)
 	}
 	f.fail = true
 	for range 3 {
-		if err := tr.Write(audit.New(audit.EventExec, 6, "lost")); err == nil {
+		if err := tr.record(audit.New(audit.EventExec, 6, "lost")); err == nil {
 			t.Fatal("a failed write must return its error")
 		}
 	}
 	f.fail = false
-	if err := tr.Write(audit.New(audit.EventEnd, 6, "b")); err != nil {
+	if err := tr.record(audit.New(audit.EventEnd, 6, "b")); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.recs) != 3 || f.recs[1].Fields[audit.FieldLost] != "3" || f.recs[1].Event() != audit.EventError || f.recs[2].Message != "b" {
 		t.Fatalf("records: %+v", f.recs)
 	}
-	tr.Write(audit.New(audit.EventEnd, 6, "c"))
+	tr.note(audit.New(audit.EventEnd, 6, "c"))
 	if len(f.recs) != 4 {
 		t.Errorf("the loss must be reported once: %d records", len(f.recs))
 	}
@@ -77,7 +77,8 @@ func (f *racySink) Close() error { return nil }
 func TestTrailLostRecordsRace(t *testing.T) {
 	f := &racySink{}
 	f.down.Store(true)
-	tr := &trail{sink: f}
+	var logged atomic.Int64
+	tr := newTrail(f, func(string, ...any) { logged.Add(1) })
 	var failed atomic.Int64
 	var wg sync.WaitGroup
 	for g := range 16 {
@@ -85,7 +86,7 @@ func TestTrailLostRecordsRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 200 {
-				if tr.Write(audit.New(audit.EventExec, 6, strconv.Itoa(g*1000+i))) != nil {
+				if tr.record(audit.New(audit.EventExec, 6, strconv.Itoa(g*1000+i))) != nil {
 					failed.Add(1)
 				}
 				tr.mu.Lock()
@@ -100,7 +101,7 @@ func TestTrailLostRecordsRace(t *testing.T) {
 	}
 	wg.Wait()
 	f.down.Store(false)
-	if err := tr.Write(audit.New(audit.EventEnd, 6, "after")); err != nil {
+	if err := tr.record(audit.New(audit.EventEnd, 6, "after")); err != nil {
 		t.Fatal(err)
 	}
 	reported, notes, written := 0, 0, 0
@@ -119,6 +120,9 @@ func TestTrailLostRecordsRace(t *testing.T) {
 	}
 	if failed.Load() == 0 || notes == 0 {
 		t.Fatalf("the sink never failed (%d) or no note (%d)", failed.Load(), notes)
+	}
+	if logged.Load() != failed.Load() {
+		t.Errorf("%d failures logged, %d writes failed", logged.Load(), failed.Load())
 	}
 	if int64(reported) != failed.Load() {
 		t.Errorf("notes report %d lost records, %d writes failed", reported, failed.Load())

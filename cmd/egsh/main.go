@@ -123,35 +123,9 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "egsh: %v\nusage: egsh -c 'SCRIPT' [ARG0 [ARGS...]]\n", err)
 		return 2
 	}
-	if inv.stdinIsScript {
-		if f, ok := stdin.(*os.File); ok && isTerminal(f) {
-			fmt.Fprintln(stderr, "egsh: runs scripts, not interactive shells: use egsh -c 'SCRIPT'")
-			return 2
-		}
-		b, err := io.ReadAll(stdin)
-		if err != nil {
-			fmt.Fprintf(stderr, "egsh: read script from stdin: %v\n", err)
-			return exitFailed
-		}
-		inv.script, stdin = string(b), nil
-	}
-	script := inv.script
-	if len(inv.prelude) > 0 {
-		script = strings.Join(inv.prelude, "\n") + "\n" + script
-	}
-	cwd, err := os.Getwd()
-	if err != nil {
-		fmt.Fprintf(stderr, "egsh: the working directory is gone: %v\n", err)
-		return exitFailed
-	}
-	env := map[string]string{}
-	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
-		stdin = nil // an agent's terminal is not the script's input
+	req, stdin, code := request(inv, stdin, stderr)
+	if code != 0 {
+		return code
 	}
 
 	// SIGINT and SIGTERM cancel the request, which kills the whole run;
@@ -168,7 +142,7 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}()
 
 	var c client.Client
-	exit, err := c.Exec(ctx, api.ExecRequest{Script: script, Args: inv.args, Cwd: cwd, Env: env}, client.Streams{
+	exit, err := c.Exec(ctx, req, client.Streams{
 		Stdin: stdin, Stdout: stdout, Stderr: stderr,
 		Event: func(ev api.Event) {
 			if ev.Event == api.EventDenied {
@@ -182,6 +156,49 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if n := got.Load(); n != 0 {
 		return 128 + int(n)
 	}
+	return exitCode(exit, err, stderr)
+}
+
+// request builds the request: the script (read from stdin when no -c or
+// file named it) with its prelude, the cwd and the environment. A non-zero
+// code means egsh must exit with it.
+func request(inv *invocation, stdin io.Reader, stderr io.Writer) (api.ExecRequest, io.Reader, int) {
+	if inv.stdinIsScript {
+		if f, ok := stdin.(*os.File); ok && isTerminal(f) {
+			fmt.Fprintln(stderr, "egsh: runs scripts, not interactive shells: use egsh -c 'SCRIPT'")
+			return api.ExecRequest{}, nil, 2
+		}
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			fmt.Fprintf(stderr, "egsh: read script from stdin: %v\n", err)
+			return api.ExecRequest{}, nil, exitFailed
+		}
+		inv.script, stdin = string(b), nil
+	}
+	script := inv.script
+	if len(inv.prelude) > 0 {
+		script = strings.Join(inv.prelude, "\n") + "\n" + script
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintf(stderr, "egsh: the working directory is gone: %v\n", err)
+		return api.ExecRequest{}, nil, exitFailed
+	}
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
+		stdin = nil // an agent's terminal is not the script's input
+	}
+	return api.ExecRequest{Script: script, Args: inv.args, Cwd: cwd, Env: env}, stdin, 0
+}
+
+// exitCode is egsh's exit for how the run ended, saying why on stderr
+// when it did not run or timed out.
+func exitCode(exit *api.Event, err error, stderr io.Writer) int {
 	var denied *client.AccessDeniedError
 	var conn *client.ConnectError
 	switch {

@@ -37,7 +37,9 @@ func runApprovals(args []string, stdout, stderr io.Writer) int {
 			if a.Script != "" && !a.Nested {
 				fmt.Fprintf(tw, "  script:\t%s\n", oneLine(a.Script, 200))
 			}
-			tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

@@ -67,7 +67,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%.12s\n", a.Name, a.UID, a.Security, state, a.Runs,
 				a.RequestsMinute, a.RequestsDay, a.ExecsMinute, a.Profile, a.SHA256)
 		}
-		tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 		for _, e := range st.Errors {
 			fmt.Fprintf(stdout, "profile error: %s\n", e)
 		}

@@ -40,7 +40,52 @@ func runJournal(args []string, stdout, stderr io.Writer) int {
 	return runJournalContext(ctx, args, stdout, stderr)
 }
 
+// journalArgs is a parsed `execgate journal` command line.
+type journalArgs struct {
+	opts      audit.ReadOptions
+	jsonOut   bool
+	file, dir string
+}
+
 func runJournalContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	ja, code := parseJournalArgs(args, stderr)
+	if code != exitOK {
+		return code
+	}
+	var seq iter.Seq2[*audit.Entry, error]
+	if ja.file != "" {
+		seq = audit.ReadFile(ctx, ja.file, ja.opts)
+	} else {
+		seq = journal.Read(ctx, journal.ReadOptions{ReadOptions: ja.opts, Directory: ja.dir})
+	}
+	for e, err := range seq {
+		if err != nil {
+			var le *audit.LineError
+			if errors.As(err, &le) {
+				// A torn or foreign line: say so, and go on.
+				fmt.Fprintf(stderr, "execgate journal: warning: %v\n", err)
+				continue
+			}
+			fmt.Fprintf(stderr, "execgate journal: %v%s\n", err, journalHint(ja.file, ja.dir))
+			return exitReadError
+		}
+		var werr error
+		if ja.jsonOut {
+			_, werr = stdout.Write(append(e.Raw, '\n'))
+		} else if line, ok := journalShortLine(e.Record); ok {
+			_, werr = io.WriteString(stdout, line+"\n")
+		}
+		if werr != nil {
+			fmt.Fprintf(stderr, "execgate journal: write output: %v\n", werr)
+			return exitReadError
+		}
+	}
+	return exitOK
+}
+
+// parseJournalArgs reads the flags; a code other than exitOK is the usage
+// error already said on stderr.
+func parseJournalArgs(args []string, stderr io.Writer) (journalArgs, int) {
 	fs := flag.NewFlagSet("journal", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -60,12 +105,12 @@ func runJournalContext(ctx context.Context, args []string, stdout, stderr io.Wri
 	file := fs.String("file", "", "read this JSONL audit file instead of journald (the daemon's --audit file:PATH)")
 	dir := fs.String("directory", "", "read the journal files in this directory (journalctl --directory)")
 	if err := fs.Parse(args); err != nil {
-		return exitUsage
+		return journalArgs{}, exitUsage
 	}
-	usageErr := func(format string, a ...any) int {
+	usageErr := func(format string, a ...any) (journalArgs, int) {
 		fmt.Fprintf(stderr, "execgate journal: "+format+"\n", a...)
 		fmt.Fprintln(stderr, "usage: execgate "+journalUsage)
-		return exitUsage
+		return journalArgs{}, exitUsage
 	}
 	if fs.NArg() != 0 {
 		return usageErr("unexpected argument %q", fs.Arg(0))
@@ -76,25 +121,9 @@ func runJournalContext(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *file != "" && *dir != "" {
 		return usageErr("--file and --directory exclude each other")
 	}
-	f := audit.Filter{Agent: *agent, ID: *id}
-	if *decision != "" {
-		f.Decision = strings.ToLower(*decision)
-		if !journalHas(decisions, f.Decision) {
-			return usageErr("--decision %s: want one of %s", *decision, strings.Join(decisions, ", "))
-		}
-	}
-	if *event != "" {
-		f.Event = audit.Event(strings.ToLower(*event))
-		if !journalHas(events, f.Event) {
-			return usageErr("--event %s: want one of request, decision, approval, start, exec, end, admin, reload, error", *event)
-		}
-	}
-	if *since != "" {
-		t, err := audit.ParseSince(*since, time.Now())
-		if err != nil {
-			return usageErr("--since: %v", err)
-		}
-		f.Since = t
+	f, err := journalFilter(*agent, *id, *decision, *event, *since)
+	if err != nil {
+		return usageErr("%v", err)
 	}
 	n := *lines
 	switch {
@@ -107,41 +136,40 @@ func runJournalContext(ctx context.Context, args []string, stdout, stderr io.Wri
 	case n == 0:
 		return usageErr("-n 0: want at least 1")
 	}
-	opts := audit.ReadOptions{Filter: f, Follow: follow, Lines: n}
-
-	var seq iter.Seq2[*audit.Entry, error]
+	ja := journalArgs{opts: audit.ReadOptions{Filter: f, Follow: follow, Lines: n}, jsonOut: *out == "json", dir: *dir}
 	if *file != "" {
 		path, err := filepath.Abs(*file)
 		if err != nil {
 			return usageErr("--file: %v", err)
 		}
-		seq = audit.ReadFile(ctx, path, opts)
-	} else {
-		seq = journal.Read(ctx, journal.ReadOptions{ReadOptions: opts, Directory: *dir})
+		ja.file = path
 	}
-	for e, err := range seq {
+	return ja, exitOK
+}
+
+// journalFilter checks and assembles the record filter of the flags.
+func journalFilter(agent, id, decision, event, since string) (audit.Filter, error) {
+	f := audit.Filter{Agent: agent, ID: id}
+	if decision != "" {
+		f.Decision = strings.ToLower(decision)
+		if !journalHas(decisions, f.Decision) {
+			return f, fmt.Errorf("--decision %s: want one of %s", decision, strings.Join(decisions, ", "))
+		}
+	}
+	if event != "" {
+		f.Event = audit.Event(strings.ToLower(event))
+		if !journalHas(events, f.Event) {
+			return f, fmt.Errorf("--event %s: want one of request, decision, approval, start, exec, end, admin, reload, error", event)
+		}
+	}
+	if since != "" {
+		t, err := audit.ParseSince(since, time.Now())
 		if err != nil {
-			var le *audit.LineError
-			if errors.As(err, &le) {
-				// A torn or foreign line: say so, and go on.
-				fmt.Fprintf(stderr, "execgate journal: warning: %v\n", err)
-				continue
-			}
-			fmt.Fprintf(stderr, "execgate journal: %v%s\n", err, journalHint(*file, *dir))
-			return exitReadError
+			return f, fmt.Errorf("--since: %v", err)
 		}
-		var werr error
-		if *out == "json" {
-			_, werr = stdout.Write(append(e.Raw, '\n'))
-		} else if line, ok := journalShortLine(e.Record); ok {
-			_, werr = io.WriteString(stdout, line+"\n")
-		}
-		if werr != nil {
-			fmt.Fprintf(stderr, "execgate journal: write output: %v\n", werr)
-			return exitReadError
-		}
+		f.Since = t
 	}
-	return exitOK
+	return f, nil
 }
 
 func journalHas[T comparable](list []T, v T) bool {

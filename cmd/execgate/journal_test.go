@@ -41,6 +41,14 @@ func journalCmd(t *testing.T, args ...string) (stdout, stderr string, code int) 
 	return o.String(), e.String(), code
 }
 
+// argsName names a subtest after its command line.
+func argsName(args []string) string {
+	if len(args) == 0 {
+		return "no flags"
+	}
+	return strings.Join(args, " ")
+}
+
 // journalDecision is a decision record as the supervisor writes it.
 func journalDecision(agent, decision, rule string, argv ...string) *audit.Record {
 	pri := audit.PriInfo
@@ -130,10 +138,12 @@ func TestJournalFile(t *testing.T) {
 		{[]string{"-n", "2"}, l3 + l4},
 		{[]string{"--agent", "nobody"}, ""},
 	} {
-		out, errOut, code := journalCmd(t, append(c.args, "--file", path)...)
-		if code != 0 || out != c.want || errOut != "" {
-			t.Errorf("journal %q: exit %d, stdout:\n%s\nstderr: %s\nwant:\n%s", c.args, code, out, errOut, c.want)
-		}
+		t.Run(argsName(c.args), func(t *testing.T) {
+			out, errOut, code := journalCmd(t, append(c.args, "--file", path)...)
+			if code != 0 || out != c.want || errOut != "" {
+				t.Errorf("journal %q: exit %d, stdout:\n%s\nstderr: %s\nwant:\n%s", c.args, code, out, errOut, c.want)
+			}
+		})
 	}
 
 	// -o json passes the file's lines through.
@@ -152,9 +162,11 @@ func TestJournalFile(t *testing.T) {
 		{"-o", "xml"}, {"--decision", "maybe"}, {"--event", "boot"}, {"--since", "soon"},
 		{"extra"}, {"--file", path, "--directory", "/tmp"}, {"-n", "0"}, {"--bogus"},
 	} {
-		if _, errOut, code := journalCmd(t, args...); code != 2 || errOut == "" {
-			t.Errorf("journal %q: exit %d (stderr %q), want 2", args, code, errOut)
-		}
+		t.Run("usage "+argsName(args), func(t *testing.T) {
+			if _, errOut, code := journalCmd(t, args...); code != 2 || errOut == "" {
+				t.Errorf("journal %q: exit %d (stderr %q), want 2", args, code, errOut)
+			}
+		})
 	}
 	if _, errOut, code := journalCmd(t, "--file", filepath.Join(t.TempDir(), "missing.jsonl")); code != 1 || !strings.Contains(errOut, "no such file") {
 		t.Errorf("missing file: exit %d, stderr %q", code, errOut)
@@ -283,10 +295,12 @@ func TestJournalJournald(t *testing.T) {
 		{[]string{"--since", since}, l5},
 		{[]string{"-n", "1", "--agent", "other"}, l4},
 	} {
-		out, errOut, code := journalCmd(t, c.args...)
-		if code != 0 || out != c.want {
-			t.Errorf("journal %q: exit %d, stdout:\n%s\nstderr: %s\nwant:\n%s", c.args, code, out, errOut, c.want)
-		}
+		t.Run(argsName(c.args), func(t *testing.T) {
+			out, errOut, code := journalCmd(t, c.args...)
+			if code != 0 || out != c.want {
+				t.Errorf("journal %q: exit %d, stdout:\n%s\nstderr: %s\nwant:\n%s", c.args, code, out, errOut, c.want)
+			}
+		})
 	}
 
 	// -o json passes journalctl's objects through, journald's own fields

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/execgate/execgate/audit"
+	"github.com/execgate/execgate/internal/procfs"
 	"github.com/execgate/execgate/supervisor/sandbox"
 )
 
@@ -188,27 +188,56 @@ func (s ledgerSink) Write(r *audit.Record) error {
 // are not leftovers: when there are any, the cgroups are left alone and a
 // warning is journaled; only this daemon's own ledger is settled.
 func cleanLeftovers(r *sandbox.Runner, l *ledger, sink audit.Sink) error {
-	left, err := r.Leftovers()
+	left, rmErr, err := removeLeftovers(r, sink)
 	if err != nil {
-		return fmt.Errorf("leftover runs: %w", err)
+		return err
 	}
-	var rmErr error
-	if other := liveOwner(r.CgroupVersion(), left); other != 0 {
-		msg := fmt.Sprintf("leftover runs: not cleaned: execgated pid %d is running runs under the same cgroup root", other)
-		fmt.Fprintln(os.Stderr, "execgated: "+msg)
-		if err := sink.Write(audit.New(audit.EventError, audit.PriWarning, msg).Set(audit.FieldReason, msg)); err != nil {
+	for _, e := range unended(l.entries(), left) {
+		if err := sink.Write(abortRecord(e)); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		left = nil
-	} else {
-		_, rmErr = r.RemoveLeftovers()
+		l.remove(e.ID)
 	}
+	if rmErr != nil {
+		return journalError(sink, audit.PriErr, "leftover runs: "+rmErr.Error())
+	}
+	return nil
+}
+
+// removeLeftovers removes the run cgroups under the root that no live run
+// owns, and returns them with the error of any that could not be removed.
+// When another execgated still runs some of them, it removes none.
+func removeLeftovers(r *sandbox.Runner, sink audit.Sink) (left []sandbox.Leftover, rmErr, err error) {
+	left, err = r.Leftovers()
+	if err != nil {
+		return nil, nil, fmt.Errorf("leftover runs: %w", err)
+	}
+	if other := liveOwner(r.CgroupDir, left); other != 0 {
+		msg := fmt.Sprintf("leftover runs: not cleaned: execgated pid %d is running runs under the same cgroup root", other)
+		return nil, nil, journalError(sink, audit.PriWarning, msg)
+	}
+	_, rmErr = r.RemoveLeftovers()
+	return left, rmErr, nil
+}
+
+// journalError reports msg on stderr and in the journal.
+func journalError(sink audit.Sink, pri int, msg string) error {
+	fmt.Fprintln(os.Stderr, "execgated: "+msg)
+	if err := sink.Write(audit.New(audit.EventError, pri, msg).Set(audit.FieldReason, msg)); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// unended merges the ledger's entries with the leftover cgroups: one
+// entry per run without an end record, the ledger's first.
+func unended(entries []ledgerEntry, left []sandbox.Leftover) []*ledgerEntry {
 	byID := map[string]*ledgerEntry{}
-	var order []string
-	for _, e := range l.entries() {
+	var out []*ledgerEntry
+	for _, e := range entries {
 		e := e
 		byID[e.ID] = &e
-		order = append(order, e.ID)
+		out = append(out, &e)
 	}
 	for _, c := range left {
 		if e := byID[c.ID]; e != nil {
@@ -217,82 +246,53 @@ func cleanLeftovers(r *sandbox.Runner, l *ledger, sink audit.Sink) error {
 			}
 			continue
 		}
-		byID[c.ID] = &ledgerEntry{ID: c.ID, Agent: c.Agent, Cgroup: c.Cgroup}
-		order = append(order, c.ID)
+		e := &ledgerEntry{ID: c.ID, Agent: c.Agent, Cgroup: c.Cgroup}
+		byID[c.ID] = e
+		out = append(out, e)
 	}
-	for _, id := range order {
-		e := byID[id]
-		msg := e.Agent + " END aborted: the daemon stopped during the run; found at startup, killed"
-		rec := audit.New(audit.EventEnd, audit.PriWarning, msg).
-			Set(audit.FieldID, e.ID).Set(audit.FieldAgent, e.Agent).Set(audit.FieldCgroup, e.Cgroup).
-			Set(audit.FieldAborted, "1").SetInt(audit.FieldSignal, int64(syscall.SIGKILL)).
-			SetInt(audit.FieldExit, 128+int64(syscall.SIGKILL)).Set(audit.FieldReason, "the daemon stopped during the run")
-		if e.UID != 0 {
-			rec.SetInt(audit.FieldUID, int64(e.UID))
-		}
-		if e.Pid != 0 {
-			rec.SetInt(audit.FieldPid, int64(e.Pid))
-		}
-		if !e.Started.IsZero() {
-			rec.Message += fmt.Sprintf(" (started %s)", e.Started.Format(time.RFC3339))
-		}
-		if err := sink.Write(rec); err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
-		l.remove(e.ID)
+	return out
+}
+
+// abortRecord is the end record of a run the daemon stopped during.
+func abortRecord(e *ledgerEntry) *audit.Record {
+	msg := e.Agent + " END aborted: the daemon stopped during the run; found at startup, killed"
+	rec := audit.New(audit.EventEnd, audit.PriWarning, msg).
+		Set(audit.FieldID, e.ID).Set(audit.FieldAgent, e.Agent).Set(audit.FieldCgroup, e.Cgroup).
+		Set(audit.FieldAborted, "1").SetInt(audit.FieldSignal, int64(syscall.SIGKILL)).
+		SetInt(audit.FieldExit, 128+int64(syscall.SIGKILL)).Set(audit.FieldReason, "the daemon stopped during the run")
+	if e.UID != 0 {
+		rec.SetInt(audit.FieldUID, int64(e.UID))
 	}
-	if rmErr != nil {
-		msg := "leftover runs: " + rmErr.Error()
-		fmt.Fprintln(os.Stderr, "execgated: "+msg)
-		if err := sink.Write(audit.New(audit.EventError, audit.PriErr, msg).Set(audit.FieldReason, msg)); err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
+	if e.Pid != 0 {
+		rec.SetInt(audit.FieldPid, int64(e.Pid))
 	}
-	return nil
+	if !e.Started.IsZero() {
+		rec.Message += fmt.Sprintf(" (started %s)", e.Started.Format(time.RFC3339))
+	}
+	return rec
 }
 
 // liveOwner returns the pid of a live execgated other than this one that
 // is the parent of a process in one of the run cgroups (a run's init is
-// its daemon's child; it dies with its daemon), or 0.
-func liveOwner(cgroupVersion int, left []sandbox.Leftover) int {
+// its daemon's child; it dies with its daemon), or 0. dirOf says where a
+// cgroup's processes are listed (Runner.CgroupDir).
+func liveOwner(dirOf func(cgroup string) string, left []sandbox.Leftover) int {
 	self := os.Getpid()
 	for _, c := range left {
-		dir := filepath.Join("/sys/fs/cgroup", c.Cgroup)
-		if cgroupVersion == 1 {
-			dir = filepath.Join("/sys/fs/cgroup/freezer", c.Cgroup)
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		b, err := os.ReadFile(filepath.Join(dirOf(c.Cgroup), "cgroup.procs"))
 		if err != nil {
 			continue
 		}
 		for _, f := range strings.Fields(string(b)) {
-			ppid := parentOf(f)
-			if ppid <= 1 || ppid == self {
+			pid, _ := strconv.Atoi(f)
+			st, err := procfs.Stat(pid)
+			if err != nil || st.PPid <= 1 || st.PPid == self {
 				continue
 			}
-			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ppid)); err == nil && strings.HasPrefix(filepath.Base(exe), "execgated") {
-				return ppid
+			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", st.PPid)); err == nil && strings.HasPrefix(filepath.Base(exe), "execgated") {
+				return st.PPid
 			}
 		}
 	}
 	return 0
-}
-
-// parentOf reads a process's parent pid from /proc/PID/stat, or 0.
-func parentOf(pid string) int {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0
-	}
-	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[1])
-	return n
 }

@@ -2,13 +2,20 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/execgate/execgate/audit"
+	"github.com/execgate/execgate/supervisor/sandbox"
 )
 
 type sinkFunc func(*audit.Record) error
@@ -55,12 +62,93 @@ func TestLedger(t *testing.T) {
 	}
 }
 
-func TestParentOf(t *testing.T) {
-	if got := parentOf(strconv.Itoa(os.Getpid())); got != os.Getppid() {
-		t.Errorf("parentOf(self) = %d, want %d", got, os.Getppid())
+// ownerEnv makes the test binary, whose name starts with "execgated",
+// stand in for another live daemon: TestLedgerOwnerHelper then starts a
+// child, prints its pid and waits for it.
+const ownerEnv = "EXECGATE_LEDGER_TEST_OWNER"
+
+func TestLedgerOwnerHelper(t *testing.T) {
+	if os.Getenv(ownerEnv) != "1" {
+		t.Skip("run by TestLeftoversUnderAnotherRoot")
 	}
-	if parentOf("999999999") != 0 {
-		t.Error("parent of a missing process")
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println(cmd.Process.Pid)
+	cmd.Wait()
+}
+
+// The ledger finds leftover runs where the runner keeps its cgroups, not
+// under a fixed /sys/fs/cgroup: here the cgroup2 mount of a hybrid host
+// and a root of the test's own. A run of another live daemon keeps its
+// cgroup; once that daemon is gone the cgroup is removed and its run gets
+// an abort record.
+func TestLeftoversUnderAnotherRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: run cgroups are made for real (make test runs as root)")
+	}
+	mnt := "/sys/fs/cgroup/unified"
+	var st unix.Statfs_t
+	if unix.Statfs(mnt, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		mnt = "/sys/fs/cgroup"
+	}
+	root := fmt.Sprintf("/execgate-ledgertest-%d", os.Getpid())
+	r, err := sandbox.NewRunner(sandbox.WithCgroupV2(mnt), sandbox.WithCgroupRoot(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	run := filepath.Join(root, "flow", "r1")
+	if got := r.CgroupDir(run); got != filepath.Join(mnt, run) {
+		t.Fatalf("CgroupDir(%s) = %s", run, got)
+	}
+	if err := os.MkdirAll(r.CgroupDir(run), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(filepath.Join(mnt, root, "flow"))
+	defer os.Remove(r.CgroupDir(run))
+
+	owner := exec.Command(os.Args[0], "-test.run=^TestLedgerOwnerHelper$")
+	owner.Env = append(os.Environ(), ownerEnv+"=1")
+	out, _ := owner.StdoutPipe()
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	fmt.Fscan(out, &child)
+	defer syscall.Kill(child, syscall.SIGKILL)
+	if err := os.WriteFile(filepath.Join(r.CgroupDir(run), "cgroup.procs"), []byte(strconv.Itoa(child)), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	l, err := newLedger(filepath.Join(t.TempDir(), "runs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*audit.Record
+	sink := sinkFunc(func(rec *audit.Record) error { recs = append(recs, rec); return nil })
+	if err := cleanLeftovers(r, l, sink); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Event() != audit.EventError || !strings.Contains(recs[0].Message, "pid "+strconv.Itoa(owner.Process.Pid)) {
+		t.Errorf("a live daemon's run: records %v", recs)
+	}
+	if _, err := os.Stat(r.CgroupDir(run)); err != nil {
+		t.Errorf("a live daemon's run cgroup was removed: %v", err)
+	}
+
+	owner.Process.Kill()
+	owner.Wait()
+	recs = nil
+	if err := cleanLeftovers(r, l, sink); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Event() != audit.EventEnd || recs[0].Fields[audit.FieldID] != "r1" || recs[0].Fields[audit.FieldCgroup] != run {
+		t.Errorf("a dead daemon's run: records %v", recs)
+	}
+	if _, err := os.Stat(r.CgroupDir(run)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a dead daemon's run cgroup is still there: %v", err)
 	}
 }
 

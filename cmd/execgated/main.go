@@ -77,31 +77,10 @@ type daemonFlags struct {
 }
 
 func serve(ctx context.Context, sd *notify.Notifier, hup <-chan os.Signal, f daemonFlags) error {
-	cfg, err := loadConfig(f.config, f.configSet)
+	cfg, err := configure(f)
 	if err != nil {
 		return err
 	}
-	if f.agents != "" {
-		cfg.AgentsDir = abs(f.agents)
-	}
-	if f.runDir != "" {
-		cfg.RunDir = abs(f.runDir)
-		cfg.AgentSocket = filepath.Join(cfg.RunDir, "agent.sock")
-		cfg.AdminSocket = filepath.Join(cfg.RunDir, "admin.sock")
-	}
-	if f.stateDir != "" {
-		cfg.StateDir = abs(f.stateDir)
-	}
-	if f.audit != "" {
-		if err := profiles.ValidateAudit(f.audit); err != nil {
-			return err
-		}
-		cfg.Audit = f.audit
-	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return fmt.Errorf("state dir: %w", err)
-	}
-
 	sink, sinkName, err := openSink(cfg.Audit)
 	if err != nil {
 		return fmt.Errorf("audit sink %q: %w", cfg.Audit, err)
@@ -125,20 +104,9 @@ func serve(ctx context.Context, sd *notify.Notifier, hup <-chan os.Signal, f dae
 		return err
 	}
 
-	// The kernel exec check is the layer that sees what static analysis
-	// cannot. Without it the daemon refuses to start, unless the config
-	// accepts degraded mode, which it then says everywhere.
-	execCheck := true
-	if err := execwatch.Supported(); err != nil {
-		if !cfg.AllowDegraded {
-			return fmt.Errorf("the runtime exec check is unavailable (%v); set allow_degraded = true in %s to run without it", err, cfg.File)
-		}
-		execCheck = false
-		msg := fmt.Sprintf("DEGRADED: the runtime exec check is unavailable (%v): only static decisions and the sandbox stand", err)
-		fmt.Fprintln(os.Stderr, "execgated: "+msg)
-		if err := sink.Write(audit.New(audit.EventError, audit.PriErr, msg).Set(audit.FieldReason, msg)); err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
+	execCheck, err := execCheckMode(cfg, sink)
+	if err != nil {
+		return err
 	}
 	srv, err := supervisor.NewServer(cfg, ledgerRunner{Runner: runner, l: ledger}, ledgerSink{Sink: sink, l: ledger},
 		supervisor.WithAuditName(sinkName), supervisor.WithCgroupVersion(runner.CgroupVersion()), supervisor.WithExecCheck(execCheck))
@@ -178,6 +146,56 @@ func serve(ctx context.Context, sd *notify.Notifier, hup <-chan os.Signal, f dae
 		Grace:    graceOrNone(f.grace),
 		Stopping: func(status string) { sd.Stopping(status) },
 	})
+}
+
+// configure loads execgate.toml, applies the flags that override it and
+// makes the state directory.
+func configure(f daemonFlags) (*profiles.Config, error) {
+	cfg, err := loadConfig(f.config, f.configSet)
+	if err != nil {
+		return nil, err
+	}
+	if f.agents != "" {
+		cfg.AgentsDir = abs(f.agents)
+	}
+	if f.runDir != "" {
+		cfg.RunDir = abs(f.runDir)
+		cfg.AgentSocket = filepath.Join(cfg.RunDir, "agent.sock")
+		cfg.AdminSocket = filepath.Join(cfg.RunDir, "admin.sock")
+	}
+	if f.stateDir != "" {
+		cfg.StateDir = abs(f.stateDir)
+	}
+	if f.audit != "" {
+		if err := profiles.ValidateAudit(f.audit); err != nil {
+			return nil, err
+		}
+		cfg.Audit = f.audit
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	return cfg, nil
+}
+
+// execCheckMode says whether the kernel exec check is on. It is the layer
+// that sees what static analysis cannot: without it the daemon refuses to
+// start, unless the config accepts degraded mode, which it then says
+// everywhere.
+func execCheckMode(cfg *profiles.Config, sink audit.Sink) (bool, error) {
+	err := execwatch.Supported()
+	if err == nil {
+		return true, nil
+	}
+	if !cfg.AllowDegraded {
+		return false, fmt.Errorf("the runtime exec check is unavailable (%v); set allow_degraded = true in %s to run without it", err, cfg.File)
+	}
+	msg := fmt.Sprintf("DEGRADED: the runtime exec check is unavailable (%v): only static decisions and the sandbox stand", err)
+	fmt.Fprintln(os.Stderr, "execgated: "+msg)
+	if err := sink.Write(audit.New(audit.EventError, audit.PriErr, msg).Set(audit.FieldReason, msg)); err != nil {
+		return false, fmt.Errorf("audit: %w", err)
+	}
+	return false, nil
 }
 
 // graceOrNone maps --shutdown-grace 0 (no grace) to ServeWith's "none".

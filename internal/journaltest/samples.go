@@ -10,7 +10,8 @@ import (
 // Samples returns one realistic record of every event type (request,
 // decision, approval, start, exec, end, admin, reload, error) for run id
 // and agent, with every field execgated sets on it, in the order a run
-// writes them. They replay the incident from DESIGN.md.
+// writes them. They replay flow's incident, the one examples/flow.toml
+// was written for.
 func Samples(id, agent string) []*audit.Record {
 	const profileSHA = "9f2c4e1b7a3d5f60c8e2b4a6d8f0e1c3b5a7d9f1e3c5b7a9d1f3e5c7b9a1d3f5"
 	script := "git checkout flow/a11y-badge-recordings && npm run build && git add -A && git commit -m 'badge recordings'"

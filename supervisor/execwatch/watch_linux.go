@@ -13,6 +13,8 @@ import (
 
 	seccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
+
+	"github.com/execgate/execgate/internal/procfs"
 )
 
 // Bounds on what is read from a trapped process. An exec past them is
@@ -182,8 +184,10 @@ func handle(ctx context.Context, fd int, req *seccomp.ScmpNotifReq, c Checker, c
 // caller's memory.
 func read(req *seccomp.ScmpNotifReq) *Exec {
 	pid := int(req.Pid)
-	e := &Exec{Pid: pid}
-	e.Tgid, e.PPid = procStatus(pid)
+	e := &Exec{Pid: pid, Tgid: pid}
+	if tgid, ppid, err := procfs.Status(pid); err == nil {
+		e.Tgid, e.PPid = tgid, ppid
+	}
 	name, _ := req.Data.Syscall.GetName()
 	var pathAddr, argvAddr uint64
 	dirfd := unix.AT_FDCWD
@@ -221,64 +225,10 @@ func read(req *seccomp.ScmpNotifReq) *Exec {
 	return e
 }
 
+// parentOf is pid's parent, or 0 when it is gone.
 func parentOf(pid int) int {
-	st, _ := ProcStat(pid)
+	st, _ := procfs.Stat(pid)
 	return st.PPid
-}
-
-// procStatus reads a thread's process id and parent from the head of
-// /proc/PID/status (Name, Umask, State, Tgid, Ngid, Pid, PPid come first).
-func procStatus(pid int) (tgid, ppid int) {
-	var buf [512]byte
-	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/status", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return pid, 0
-	}
-	n, _ := unix.Read(fd, buf[:])
-	unix.Close(fd)
-	tgid = pid
-	for _, line := range strings.Split(string(buf[:max(n, 0)]), "\n") {
-		k, v, ok := strings.Cut(line, ":\t")
-		switch {
-		case !ok:
-		case k == "Tgid":
-			tgid, _ = strconv.Atoi(v)
-		case k == "PPid":
-			ppid, _ = strconv.Atoi(v)
-			return tgid, ppid
-		}
-	}
-	return tgid, ppid
-}
-
-// Proc is what /proc/PID/stat says of a process.
-type Proc struct {
-	Comm  string
-	PPid  int
-	Start uint64 // start time in clock ticks since boot: tells a reused pid apart
-}
-
-// ProcStat reads /proc/PID/stat.
-func ProcStat(pid int) (Proc, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return Proc{}, err
-	}
-	// The command name may hold spaces and parentheses: it runs from the
-	// first '(' to the last ')'.
-	s := string(b)
-	i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if i < 0 || j < i {
-		return Proc{}, fmt.Errorf("bad /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[j+1:])
-	if len(f) < 20 {
-		return Proc{}, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	p := Proc{Comm: s[i+1 : j]}
-	p.PPid, _ = strconv.Atoi(f[1])
-	p.Start, _ = strconv.ParseUint(f[19], 10, 64)
-	return p, nil
 }
 
 // readMem reads len(buf) bytes at addr, or fewer where the mapping ends.

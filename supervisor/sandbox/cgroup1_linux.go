@@ -11,7 +11,6 @@ import (
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 // cgroupV1 places runs in the freezer, pids, memory, cpu and cpuacct
@@ -43,6 +42,9 @@ func newCgroupV1(mount, root string) (*cgroupV1, error) {
 }
 
 func (c *cgroupV1) version() int { return 1 }
+
+// procsDir is in the freezer hierarchy, which every run has.
+func (c *cgroupV1) procsDir(rel string) string { return c.dir(cgroup1.Freezer, rel) }
 
 func (c *cgroupV1) hierarchy() ([]cgroup1.Subsystem, error) { return c.subsystems, nil }
 
@@ -207,10 +209,7 @@ func (r *v1Run) remove() error {
 	return removeWithRetry(r, func() error {
 		var errs []error
 		for _, s := range r.c.subsystems {
-			d := r.c.dir(s.Name(), r.path)
-			if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, fmt.Errorf("rmdir %s: %w", d, err))
-			}
+			errs = append(errs, rmdir(r.c.dir(s.Name(), r.path)))
 		}
 		return errors.Join(errs...)
 	})

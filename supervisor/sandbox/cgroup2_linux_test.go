@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -48,13 +49,40 @@ func TestCgroupV2LimitFiles(t *testing.T) {
 			t.Errorf("%s = %q, want %q", file, got, want)
 		}
 	}
-	// Controllers are enabled down the tree for the run's cgroup.
-	for _, d := range []string{"", "execgate", "execgate/flow"} {
+	// Controllers are enabled for the run's cgroup inside the root only:
+	// in the root and the agent cgroup, never above the root.
+	for _, d := range []string{"execgate", "execgate/flow"} {
 		got := readTrim(t, filepath.Join(mnt, d, "cgroup.subtree_control"))
 		for _, c := range []string{"+memory", "+pids", "+cpu"} {
 			if !strings.Contains(got, c) {
 				t.Errorf("%s/cgroup.subtree_control = %q, missing %s", d, got, c)
 			}
+		}
+	}
+	if got := readTrim(t, filepath.Join(mnt, "cgroup.subtree_control")); got != "" {
+		t.Errorf("the mount's root, above the cgroup root, was written: %q", got)
+	}
+	// Once per cgroup: the next run of the agent writes nothing, a new
+	// agent's cgroup gets only what its run needs, and the root only what
+	// it did not have yet.
+	for _, d := range []string{"execgate", "execgate/flow"} {
+		os.WriteFile(filepath.Join(mnt, d, "cgroup.subtree_control"), nil, 0o644)
+	}
+	os.MkdirAll(filepath.Join(mnt, "execgate", "other"), 0o755)
+	os.WriteFile(filepath.Join(mnt, "execgate", "other", "cgroup.subtree_control"), nil, 0o644)
+	for _, c := range []struct {
+		agent, id string
+		lim       Limits
+	}{{"flow", "run3", Limits{Memory: 1 << 20, Pids: 10, CPU: 1}}, {"other", "run4", Limits{Pids: 10}}} {
+		rc, err := m.create(c.agent, c.id, c.lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.cloneInto().Close()
+	}
+	for d, want := range map[string]string{"execgate": "", "execgate/flow": "", "execgate/other": "+pids"} {
+		if got := readTrim(t, filepath.Join(mnt, d, "cgroup.subtree_control")); got != want {
+			t.Errorf("%s/cgroup.subtree_control = %q, want %q", d, got, want)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "memory.swap.max")); err == nil {
@@ -203,4 +231,46 @@ func firstPid(p []int) int {
 		}
 	}
 	return m
+}
+
+// The v2 path writes nothing above its cgroup root: with the root nested
+// in a cgroup the Runner was handed (as under systemd's delegation), every
+// ancestor's cgroup.subtree_control is as it was, and each run's cgroup is
+// gone when Run returns, whether the run ran or was refused at its start.
+func TestCgroupV2StaysInItsSubtree(t *testing.T) {
+	mnt := unifiedMount(t)
+	given := filepath.Join(mnt, testRoot+"-given")
+	if err := os.Mkdir(given, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(given) })
+	ancestors := []string{mnt, given}
+	before := map[string]string{}
+	for _, d := range ancestors {
+		before[d] = readTrim(t, filepath.Join(d, "cgroup.subtree_control"))
+	}
+	r := newRunner(t, WithCgroupV2(mnt), WithCgroupRoot(testRoot+"-given/runs"))
+	d := workdir(t)
+	for i, script := range []string{"true", "exit 7", "sleep 100"} {
+		spec := newSpec(t, d, script)
+		if i == 2 {
+			spec.OnStart = func(int, string) error { return errors.New("no start record") }
+		}
+		res, err := r.Run(context.Background(), spec)
+		if (err != nil) != (i == 2) {
+			t.Errorf("%q: %v", script, err)
+		}
+		if res.Cgroup == "" {
+			t.Fatalf("%q: no cgroup in %+v", script, res)
+		}
+		if _, err := os.Lstat(filepath.Join(mnt, res.Cgroup)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%q: %s is still there after Run: %v", script, res.Cgroup, err)
+		}
+	}
+	r.Close() // prunes the root
+	for _, d := range ancestors {
+		if got := readTrim(t, filepath.Join(d, "cgroup.subtree_control")); got != before[d] {
+			t.Errorf("%s/cgroup.subtree_control changed from %q to %q", d, before[d], got)
+		}
+	}
 }

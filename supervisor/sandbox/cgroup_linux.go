@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/containerd/cgroups/v3"
+	"golang.org/x/sys/unix"
 )
 
 // cgroupManager is one cgroup hierarchy layout (v1 or v2) under the
@@ -25,6 +26,9 @@ type cgroupManager interface {
 	list() ([]Leftover, error)
 	// prune removes empty agent cgroups and the root, best effort.
 	prune()
+	// procsDir is the directory of the cgroup rel (relative to the
+	// hierarchy root) where every process of a run is listed.
+	procsDir(rel string) string
 	version() int
 }
 
@@ -90,6 +94,15 @@ func removeWithRetry(rc runCgroup, tryRemove func() error) error {
 			delay *= 2
 		}
 	}
+}
+
+// rmdir removes a cgroup directory, which the kernel refuses while a
+// process is in it; one already gone is no error.
+func rmdir(dir string) error {
+	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("rmdir %s: %w", dir, err)
+	}
+	return nil
 }
 
 // listRuns finds <dir>/<agent>/<id> directories; dir is the root in one

@@ -84,73 +84,118 @@ func MaybeInit() {
 	os.Exit(runInit())
 }
 
+// runInit sets the run up in the order that matters, forks the shell,
+// drops its own privileges and reaps until the shell exits. A step that
+// fails is reported on the status pipe, and the run ends before any of
+// the agent's code ran (or, once the shell started, with it).
 func runInit() int {
 	status := os.NewFile(initStatusFD, "status")
 	report := func(s initStatus) { _, _ = status.Write(s.line()) }
-	fail := func(what string, err error) int {
-		report(initStatus{Error: fmt.Sprintf("%s: %v", what, err)})
+	fail := func(err error) int {
+		report(initStatus{Error: err.Error()})
 		return 125
 	}
 	unix.Umask(0o022)
+	cfg, prog, err := readInitConfig()
+	if err != nil {
+		return fail(err)
+	}
+	if err := enterRun(cfg); err != nil {
+		return fail(err)
+	}
+	if err := confine(cfg, prog); err != nil {
+		return fail(err)
+	}
+	pid, err := forkShell(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	if err := dropIdentity(cfg.UID, cfg.GID); err != nil {
+		// Exiting kills the shell with the rest of the pid namespace.
+		return fail(fmt.Errorf("drop privileges: %w", err))
+	}
+	exit, sig := reap(pid)
+	report(initStatus{Exit: exit, Signal: sig, Done: true})
+	// Returning from PID 1 makes the kernel kill the rest of the namespace.
+	return exit
+}
 
-	// Blocks until the parent has put us in the cgroup (v1) and closed the
-	// pipe: no setup happens outside the cgroup.
+// readInitConfig reads and decodes the config. It blocks until the parent
+// has put the init in the cgroup (v1) and closed the pipe: no setup
+// happens outside the cgroup.
+func readInitConfig() (*initConfig, []unix.SockFilter, error) {
 	cfgFile := os.NewFile(initConfigFD, "config")
 	raw, err := io.ReadAll(cfgFile)
 	cfgFile.Close()
 	if err != nil {
-		return fail("read config", err)
+		return nil, nil, fmt.Errorf("read config: %w", err)
 	}
 	var cfg initConfig
 	if err := cfg.unmarshal(raw); err != nil {
-		return fail("decode config", err)
+		return nil, nil, fmt.Errorf("decode config: %w", err)
 	}
 	// The shell must get fds 0-2 only.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fail("close_range", err)
+		return nil, nil, fmt.Errorf("close_range: %w", err)
 	}
 	prog, err := decodeBPF(cfg.Seccomp)
 	if err != nil {
-		return fail("seccomp program", err)
+		return nil, nil, fmt.Errorf("seccomp program: %w", err)
 	}
-	if err := setupMounts(&cfg); err != nil {
-		return fail("mounts", err)
+	return &cfg, prog, nil
+}
+
+// enterRun makes the run's view: its mounts, its network namespace and a
+// cgroup namespace rooted at its cgroup.
+func enterRun(cfg *initConfig) error {
+	if err := setupMounts(cfg); err != nil {
+		return fmt.Errorf("mounts: %w", err)
 	}
 	if cfg.NetNSFD >= 0 {
 		if err := unix.Setns(cfg.NetNSFD, unix.CLONE_NEWNET); err != nil {
-			return fail("join network namespace", err)
+			return fmt.Errorf("join network namespace: %w", err)
 		}
 		unix.Close(cfg.NetNSFD)
 	}
 	// Now that we are in the run's cgroup, make it the namespace's root.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-		return fail("cgroup namespace", err)
+		return fmt.Errorf("cgroup namespace: %w", err)
 	}
 	if cfg.UID == 0 || cfg.GID == 0 {
-		return fail("identity", errors.New("refusing to run as root"))
+		return errors.New("identity: refusing to run as root")
 	}
-	// What the shell inherits from this thread: no way back to any
-	// capability, no_new_privs, the landlock scope and the seccomp filters.
+	return nil
+}
+
+// confine sets what the shell inherits from this thread: no way back to
+// any capability, no_new_privs, the landlock scope and the seccomp
+// filters.
+func confine(cfg *initConfig, prog []unix.SockFilter) error {
 	if err := confineThread(); err != nil {
-		return fail("confine", err)
+		return fmt.Errorf("confine: %w", err)
 	}
 	if err := restrictScope(); err != nil {
-		return fail("landlock", err)
+		return fmt.Errorf("landlock: %w", err)
 	}
 	// The exec listener must come before the denylist, which refuses new
 	// seccomp listeners.
-	if err := installExecNotify(&cfg); err != nil {
-		return fail("exec notification", err)
+	if err := installExecNotify(cfg); err != nil {
+		return fmt.Errorf("exec notification: %w", err)
 	}
 	if err := loadSeccomp(prog); err != nil {
-		return fail("seccomp", err)
+		return fmt.Errorf("seccomp: %w", err)
 	}
 	if err := defaultSignals(); err != nil {
-		return fail("signals", err)
+		return fmt.Errorf("signals: %w", err)
 	}
-	// The child takes the agent's identity between fork and exec, and
-	// changes directory after that, with the agent's permissions. Plain
-	// clone, not clone3 (which the filter refuses): no cgroup fd here.
+	return nil
+}
+
+// forkShell starts the shell. The child takes the agent's identity
+// between fork and exec, and changes directory after that, with the
+// agent's permissions. Plain clone, not clone3 (which the filter refuses):
+// no cgroup fd here.
+func forkShell(cfg *initConfig) (int, error) {
 	pid, err := syscall.ForkExec(cfg.Shell, cfg.Argv, &syscall.ProcAttr{
 		Dir:   cfg.Dir,
 		Env:   cfg.Env,
@@ -158,16 +203,9 @@ func runInit() int {
 		Sys:   &syscall.SysProcAttr{Credential: agentCredential(cfg.UID, cfg.GID)},
 	})
 	if err != nil {
-		return fail("start "+cfg.Shell+" in "+cfg.Dir, err)
+		return 0, fmt.Errorf("start %s in %s: %w", cfg.Shell, cfg.Dir, err)
 	}
-	if err := dropIdentity(cfg.UID, cfg.GID); err != nil {
-		// Exiting kills the shell with the rest of the pid namespace.
-		return fail("drop privileges", err)
-	}
-	exit, sig := reap(pid)
-	report(initStatus{Exit: exit, Signal: sig, Done: true})
-	// Returning from PID 1 makes the kernel kill the rest of the namespace.
-	return exit
+	return pid, nil
 }
 
 // defaultSignals puts back the default action of the signals the Go
@@ -224,14 +262,13 @@ func reap(shell int) (exit, sig int) {
 	}
 }
 
-// installExecNotify is the hook for exec notifications (next issue). The
-// Runner will pass one end of a socketpair as an extra file, the way it
-// passes the netns fd (Run: extra, initFirstFD), and set NotifyFD. Here the
-// init then loads a filter with SCMP_ACT_NOTIFY on execve/execveat and
-// SECCOMP_FILTER_FLAG_NEW_LISTENER on the thread the shell is forked from,
-// and sends the listener fd to the daemon with SCM_RIGHTS. It runs before
-// the denylist, which refuses new listeners, and the init itself never
-// execs, so every exec the daemon sees is the run's.
+// installExecNotify sets up the exec check when the Runner passed one end
+// of a socket pair (NotifyFD, among the files from initFirstFD on): it
+// loads the notification filter (execwatch.Install: SCMP_ACT_NOTIFY on
+// execve and execveat, with a new listener) on the thread the shell is
+// forked from, and sends the listener to the daemon with SCM_RIGHTS. It
+// runs before the denylist, which refuses new listeners, and the init
+// itself never execs, so every exec the daemon sees is the run's.
 func installExecNotify(cfg *initConfig) error {
 	if cfg.NotifyFD < 0 {
 		return nil

@@ -141,28 +141,32 @@ func TestExitStatus(t *testing.T) {
 	r := newRunner(t)
 	d := workdir(t)
 	for _, c := range []struct {
-		script       string
+		name, script string
 		exit, signal int
 	}{
-		{"exit 0", 0, 0},
-		{"exit 42", 42, 0},
-		{"kill -TERM $$", 143, 15},
-		{"kill -KILL $$", 137, 9},
-		{"echo $0 $1 $2 | grep -q 'name a b'", 0, 0},
+		{"exit 0", "exit 0", 0, 0},
+		{"exit 42", "exit 42", 42, 0},
+		{"SIGTERM", "kill -TERM $$", 143, 15},
+		{"SIGKILL", "kill -KILL $$", 137, 9},
+		{"args", "echo $0 $1 $2 | grep -q 'name a b'", 0, 0},
 	} {
-		spec := newSpec(t, d, c.script)
-		spec.Args = []string{"name", "a", "b"}
-		spec.Limits = Limits{} // no timeout, no cgroup limits
-		res, out, errs := runIt(t, r, spec)
-		if res.Exit != c.exit || res.Signal != c.signal {
-			t.Errorf("%q: exit %d signal %d, want %d %d (%s %s)", c.script, res.Exit, res.Signal, c.exit, c.signal, out, errs)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			spec := newSpec(t, d, c.script)
+			spec.Args = []string{"name", "a", "b"}
+			spec.Limits = Limits{} // no timeout, no cgroup limits
+			res, out, errs := runIt(t, r, spec)
+			if res.Exit != c.exit || res.Signal != c.signal {
+				t.Errorf("%q: exit %d signal %d, want %d %d (%s %s)", c.script, res.Exit, res.Signal, c.exit, c.signal, out, errs)
+			}
+		})
 	}
 	// Signals sent to the init by the run itself are dropped.
-	res, out, _ := runIt(t, r, newSpec(t, d, `for s in TERM INT HUP QUIT USR1 USR2 SEGV BUS ABRT PIPE ALRM SYS KILL STOP; do kill -$s 1; done; sleep 0.5; echo alive`))
-	if res.Exit != 0 || out != "alive\n" {
-		t.Errorf("signalling the init: exit %d out %q", res.Exit, out)
-	}
+	t.Run("signals to the init", func(t *testing.T) {
+		res, out, _ := runIt(t, r, newSpec(t, d, `for s in TERM INT HUP QUIT USR1 USR2 SEGV BUS ABRT PIPE ALRM SYS KILL STOP; do kill -$s 1; done; sleep 0.5; echo alive`))
+		if res.Exit != 0 || out != "alive\n" {
+			t.Errorf("signalling the init: exit %d out %q", res.Exit, out)
+		}
+	})
 }
 
 func TestBadSpecs(t *testing.T) {
@@ -182,14 +186,16 @@ func TestBadSpecs(t *testing.T) {
 		"negative limit": func(s *Spec) { s.Limits.Memory = -1 },
 	}
 	for name, mut := range cases {
-		s := ok
-		s.ID += "-" + strings.ReplaceAll(name, " ", "")
-		mut(&s)
-		if _, err := r.Run(context.Background(), s); err == nil {
-			t.Errorf("%s: no error", name)
-		} else if name == "missing dir" && !strings.Contains(err.Error(), "working directory") {
-			t.Errorf("%s: unclear error %v", name, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			s := ok
+			s.ID += "-" + strings.ReplaceAll(name, " ", "")
+			mut(&s)
+			if _, err := r.Run(context.Background(), s); err == nil {
+				t.Errorf("%s: no error", name)
+			} else if name == "missing dir" && !strings.Contains(err.Error(), "working directory") {
+				t.Errorf("%s: unclear error %v", name, err)
+			}
+		})
 	}
 	// A shell that cannot start is a setup error, reported by the init.
 	s := newSpec(t, d, "true")

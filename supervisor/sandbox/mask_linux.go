@@ -67,16 +67,15 @@ func (m maskPlan) all() []string {
 // deny_read patterns it was for (patterns as written, home for "~") and
 // why it stopped.
 //
-// No bound fails open (DESIGN.md, "Enforcement"). When the walk is cut,
-// the run is refused rather than masked more coarsely (an empty directory
-// over each subtree not searched): a coarse mask silently empties
-// directories of the agent's own files, so the script fails in ways that
-// look like its own bugs; the subtree not searched can contain the working
-// directory or another walk root; and after the entry bound the part not
-// searched is the rest of the queue, possibly whole roots, with no useful
-// bound on what a coarse mask would hide. A refusal says which pattern and
-// which bound, so the profile can be fixed (an anchored pattern, a
-// narrower workdir) instead.
+// No bound fails open. When the walk is cut, the run is refused rather
+// than masked more coarsely (an empty directory over each subtree not
+// searched): a coarse mask silently empties directories of the agent's
+// own files, so the script fails in ways that look like its own bugs; the
+// subtree not searched can contain the working directory or another walk
+// root; and after the entry bound the part not searched is the rest of
+// the queue, possibly whole roots, with no useful bound on what a coarse
+// mask would hide. A refusal says which pattern and which bound, so the
+// profile can be fixed (an anchored pattern, a narrower workdir) instead.
 func (m maskPlan) refusal(patterns []string, home string) error {
 	if !m.cut {
 		return nil
@@ -207,23 +206,8 @@ func planMasks(set *pathglob.Set, walkRoots []string, c *config) maskPlan {
 
 // dir reads one directory and queues its subdirectories.
 func (w *walker) dir(it walkItem, queue []walkItem) []walkItem {
-	var st unix.Stat_t
-	if err := unix.Stat(it.path, &st); err != nil {
-		if !gone(err) {
-			w.stop(it.root, fmt.Sprintf("walk of %s could not read %s: %v", it.root, it.path, err))
-		}
-		return queue
-	}
-	key := [2]uint64{st.Dev, st.Ino}
-	if w.visited[key] {
-		return queue
-	}
-	w.visited[key] = true
-	f, err := os.Open(it.path)
-	if err != nil {
-		if !gone(err) {
-			w.stop(it.root, fmt.Sprintf("walk of %s could not read %s: %v", it.root, it.path, err))
-		}
+	f := w.open(it)
+	if f == nil {
 		return queue
 	}
 	defer f.Close()
@@ -235,38 +219,7 @@ func (w *walker) dir(it walkItem, queue []walkItem) []walkItem {
 				w.stop(it.root, fmt.Sprintf("walk of %s stopped after %d entries (bound) in %s", it.root, w.maxEntries, it.path))
 				return queue
 			}
-			p := it.path + "/" + e.Name()
-			if it.path == "/" {
-				p = "/" + e.Name()
-			}
-			if _, ok := w.set.Match(p); ok {
-				w.mask(it.root, p)
-				continue
-			}
-			switch {
-			case e.Type()&os.ModeSymlink != 0:
-				if t, err := filepath.EvalSymlinks(p); err == nil {
-					if _, ok := w.set.Match(t); ok {
-						w.mask(it.root, t)
-					}
-				}
-			case e.IsDir():
-				if w.skip[e.Name()] || underAny(p, notWalked) {
-					continue
-				}
-				if it.depth+1 > w.maxDepth {
-					w.stop(it.root, fmt.Sprintf("walk of %s stopped at depth %d (bound): %s not searched", it.root, w.maxDepth, p))
-					continue
-				}
-				var cst unix.Stat_t
-				if unix.Lstat(p, &cst) != nil {
-					continue
-				}
-				if cst.Dev != it.dev && pseudoFS(p) {
-					continue
-				}
-				queue = append(queue, walkItem{path: p, root: it.root, depth: it.depth + 1, dev: cst.Dev})
-			}
+			queue = w.entry(it, e, queue)
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -276,6 +229,71 @@ func (w *walker) dir(it walkItem, queue []walkItem) []walkItem {
 			return queue
 		}
 	}
+}
+
+// open opens the directory to read, or returns nil: it is gone, was seen
+// already (a bind mount or a loop), or cannot be read (which cuts the
+// walk).
+func (w *walker) open(it walkItem) *os.File {
+	var st unix.Stat_t
+	if err := unix.Stat(it.path, &st); err != nil {
+		if !gone(err) {
+			w.stop(it.root, fmt.Sprintf("walk of %s could not read %s: %v", it.root, it.path, err))
+		}
+		return nil
+	}
+	key := [2]uint64{st.Dev, st.Ino}
+	if w.visited[key] {
+		return nil
+	}
+	w.visited[key] = true
+	f, err := os.Open(it.path)
+	if err != nil {
+		if !gone(err) {
+			w.stop(it.root, fmt.Sprintf("walk of %s could not read %s: %v", it.root, it.path, err))
+		}
+		return nil
+	}
+	return f
+}
+
+// entry masks one entry of a directory it.path when it matches (for a
+// symlink, when its target does) and queues it when it is a directory to
+// search.
+func (w *walker) entry(it walkItem, e os.DirEntry, queue []walkItem) []walkItem {
+	p := it.path + "/" + e.Name()
+	if it.path == "/" {
+		p = "/" + e.Name()
+	}
+	if _, ok := w.set.Match(p); ok {
+		w.mask(it.root, p)
+		return queue
+	}
+	switch {
+	case e.Type()&os.ModeSymlink != 0:
+		if t, err := filepath.EvalSymlinks(p); err == nil {
+			if _, ok := w.set.Match(t); ok {
+				w.mask(it.root, t)
+			}
+		}
+	case e.IsDir():
+		if w.skip[e.Name()] || underAny(p, notWalked) {
+			return queue
+		}
+		if it.depth+1 > w.maxDepth {
+			w.stop(it.root, fmt.Sprintf("walk of %s stopped at depth %d (bound): %s not searched", it.root, w.maxDepth, p))
+			return queue
+		}
+		var cst unix.Stat_t
+		if unix.Lstat(p, &cst) != nil {
+			return queue
+		}
+		if cst.Dev != it.dev && pseudoFS(p) {
+			return queue
+		}
+		queue = append(queue, walkItem{path: p, root: it.root, depth: it.depth + 1, dev: cst.Dev})
+	}
+	return queue
 }
 
 // mask records the resolved form of p, the path the init mounts over, with

@@ -157,32 +157,13 @@ func applyMasks(root int, files, dirs []mountTarget) error {
 	if err := os.Mkdir(emptyDir, 0o555); err != nil {
 		return fmt.Errorf("masks: %w", err)
 	}
-	const attr = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
-	const msFlags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
-	mask := func(src string, t mountTarget) error {
-		target, err := openTarget(root, "deny_read", t)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(target)
-		// src is on the init's own /tmp, which nothing else can reach yet.
-		tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.O_CLOEXEC)
-		if err != nil {
-			return fmt.Errorf("mask %s: open_tree: %w", t.Path, err)
-		}
-		defer unix.Close(tree)
-		if err := attachTree(tree, target, attr, false, msFlags); err != nil {
-			return fmt.Errorf("mask %s: %w", t.Path, err)
-		}
-		return nil
-	}
 	for _, d := range dirs {
-		if err := mask(emptyDir, d); err != nil {
+		if err := maskWith(root, emptyDir, d); err != nil {
 			return err
 		}
 	}
 	for _, f := range files {
-		if err := mask(emptyFile, f); err != nil {
+		if err := maskWith(root, emptyFile, f); err != nil {
 			return err
 		}
 	}
@@ -195,6 +176,27 @@ func applyMasks(root int, files, dirs []mountTarget) error {
 	}
 	if err := unix.Rmdir(maskStage); err != nil {
 		return fmt.Errorf("masks: %w", err)
+	}
+	return nil
+}
+
+// maskWith mounts a read-only clone of src over the target t.
+func maskWith(root int, src string, t mountTarget) error {
+	const attr = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+	const msFlags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	target, err := openTarget(root, "deny_read", t)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(target)
+	// src is on the init's own /tmp, which nothing else can reach yet.
+	tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.O_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("mask %s: open_tree: %w", t.Path, err)
+	}
+	defer unix.Close(tree)
+	if err := attachTree(tree, target, attr, false, msFlags); err != nil {
+		return fmt.Errorf("mask %s: %w", t.Path, err)
 	}
 	return nil
 }

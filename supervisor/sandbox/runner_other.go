@@ -18,6 +18,9 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 // CgroupVersion is 0 outside Linux.
 func (r *Runner) CgroupVersion() int { return 0 }
 
+// CgroupDir is "" outside Linux.
+func (r *Runner) CgroupDir(cgroup string) string { return "" }
+
 // Kill finds nothing outside Linux.
 func (r *Runner) Kill(id string) bool { return false }
 

@@ -515,17 +515,19 @@ func TestToolsRefused(t *testing.T) {
 	}
 	for _, c := range cases {
 		name := strings.Fields(c.script)[0]
-		if _, err := exec.LookPath(name); err != nil {
-			t.Logf("skip %s: not installed", name)
-			continue
-		}
-		res, out, errs := runIt(t, r, newSpec(t, d, c.script))
-		if res.Exit == 0 {
-			t.Errorf("%q succeeded in the sandbox: %s %s", c.script, out, errs)
-		}
-		if !strings.Contains(errs, c.errSub) {
-			t.Errorf("%q: stderr %q, want %q", c.script, errs, c.errSub)
-		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := exec.LookPath(name); err != nil {
+				t.Logf("skip %s: not installed", name)
+				return
+			}
+			res, out, errs := runIt(t, r, newSpec(t, d, c.script))
+			if res.Exit == 0 {
+				t.Errorf("%q succeeded in the sandbox: %s %s", c.script, out, errs)
+			}
+			if !strings.Contains(errs, c.errSub) {
+				t.Errorf("%q: stderr %q, want %q", c.script, errs, c.errSub)
+			}
+		})
 	}
 	// Control: the same uid can do these outside the sandbox.
 	for _, argv := range [][]string{{"unshare", "-r", "true"}, {"strace", "-o", "/dev/null", "true"}} {

@@ -80,15 +80,28 @@ func buildSeccomp() ([]byte, error) {
 	return encodeBPF(prog), nil
 }
 
+// buildDenylist compiles the denylist with libseccomp.
 func buildDenylist() ([]unix.SockFilter, error) {
-	eperm := seccomp.ActErrno.SetReturnCode(int16(unix.EPERM))
-	enosys := seccomp.ActErrno.SetReturnCode(int16(unix.ENOSYS))
+	f, err := newDenyFilter()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Release()
+	if err := addDenyRules(denyFilter{f}); err != nil {
+		return nil, err
+	}
+	return exportBPF(f)
+}
+
+// newDenyFilter is an empty filter that allows everything and kills a
+// process making a syscall of a foreign architecture.
+func newDenyFilter() (*seccomp.ScmpFilter, error) {
 	f, err := seccomp.NewFilter(seccomp.ActAllow)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: new filter: %w", err)
 	}
-	defer f.Release()
 	if err := f.SetBadArchAction(seccomp.ActKillProcess); err != nil {
+		f.Release()
 		return nil, fmt.Errorf("seccomp: bad arch action: %w", err)
 	}
 	// A binary tree of syscall numbers rather than a linear list: fewer
@@ -98,61 +111,76 @@ func buildDenylist() ([]unix.SockFilter, error) {
 	_ = f.SetOptimize(2)
 	// The init sets no_new_privs itself before loading the bytes.
 	if err := f.SetNoNewPrivsBit(false); err != nil {
+		f.Release()
 		return nil, fmt.Errorf("seccomp: nnp: %w", err)
 	}
-	rule := func(name string, act seccomp.ScmpAction, conds ...seccomp.ScmpCondition) error {
-		sc, err := seccomp.GetSyscallFromName(name)
-		if err != nil {
-			if requiredSyscalls[name] {
-				return fmt.Errorf("seccomp: %s: %w", name, err)
-			}
-			return nil // not a syscall on this architecture or libseccomp
-		}
-		if len(conds) == 0 {
-			err = f.AddRule(sc, act)
-		} else {
-			err = f.AddRuleConditional(sc, act, conds)
-		}
-		if err != nil {
-			return fmt.Errorf("seccomp: rule for %s: %w", name, err)
-		}
-		return nil
-	}
-	cond := func(arg uint, op seccomp.ScmpCompareOp, v ...uint64) seccomp.ScmpCondition {
-		c, err := seccomp.MakeCondition(arg, op, v...)
-		if err != nil {
-			panic(err) // constant arguments: a bug here, not a runtime state
-		}
-		return c
-	}
+	return f, nil
+}
+
+// addDenyRules adds every refusal: deniedSyscalls, clone3, clone with a
+// namespace flag, terminal injection and a new seccomp listener.
+func addDenyRules(f denyFilter) error {
+	eperm := seccomp.ActErrno.SetReturnCode(int16(unix.EPERM))
+	enosys := seccomp.ActErrno.SetReturnCode(int16(unix.ENOSYS))
 	for _, name := range deniedSyscalls {
-		if err := rule(name, eperm); err != nil {
-			return nil, err
+		if err := f.rule(name, eperm); err != nil {
+			return err
 		}
 	}
-	if err := rule("clone3", enosys); err != nil {
-		return nil, err
+	if err := f.rule("clone3", enosys); err != nil {
+		return err
 	}
 	for _, flag := range namespaceCloneFlags {
-		if err := rule("clone", eperm, cond(0, seccomp.CompareMaskedEqual, flag, flag)); err != nil {
-			return nil, err
+		if err := f.rule("clone", eperm, cond(0, seccomp.CompareMaskedEqual, flag, flag)); err != nil {
+			return err
 		}
 	}
 	// Fake terminal input and console ioctls.
 	for _, req := range []uint64{unix.TIOCSTI, unix.TIOCLINUX} {
-		if err := rule("ioctl", eperm, cond(1, seccomp.CompareMaskedEqual, 0xffffffff, req)); err != nil {
-			return nil, err
+		if err := f.rule("ioctl", eperm, cond(1, seccomp.CompareMaskedEqual, 0xffffffff, req)); err != nil {
+			return err
 		}
 	}
 	// A new seccomp listener in the sandbox would take the exec
 	// notifications away from the daemon's listener (the newest wins).
-	if err := rule("seccomp", eperm,
+	return f.rule("seccomp", eperm,
 		cond(0, seccomp.CompareEqual, unix.SECCOMP_SET_MODE_FILTER),
 		cond(1, seccomp.CompareMaskedEqual, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER),
-	); err != nil {
-		return nil, err
+	)
+}
+
+// denyFilter adds rules by syscall name.
+type denyFilter struct{ f *seccomp.ScmpFilter }
+
+// rule makes name fail with act when every condition holds. A name the
+// architecture or libseccomp does not know is skipped, unless it is one
+// of requiredSyscalls.
+func (d denyFilter) rule(name string, act seccomp.ScmpAction, conds ...seccomp.ScmpCondition) error {
+	sc, err := seccomp.GetSyscallFromName(name)
+	if err != nil {
+		if requiredSyscalls[name] {
+			return fmt.Errorf("seccomp: %s: %w", name, err)
+		}
+		return nil // not a syscall on this architecture or libseccomp
 	}
-	return exportBPF(f)
+	if len(conds) == 0 {
+		err = d.f.AddRule(sc, act)
+	} else {
+		err = d.f.AddRuleConditional(sc, act, conds)
+	}
+	if err != nil {
+		return fmt.Errorf("seccomp: rule for %s: %w", name, err)
+	}
+	return nil
+}
+
+// cond is a condition on argument arg.
+func cond(arg uint, op seccomp.ScmpCompareOp, v ...uint64) seccomp.ScmpCondition {
+	c, err := seccomp.MakeCondition(arg, op, v...)
+	if err != nil {
+		panic(err) // constant arguments: a bug here, not a runtime state
+	}
+	return c
 }
 
 // exportBPF gets the raw program through a memfd: the libseccomp in use

@@ -33,19 +33,21 @@ func TestWireRoundTrip(t *testing.T) {
 
 func TestStatusLines(t *testing.T) {
 	for _, c := range []struct {
-		raw  string
-		want initStatus
+		name, raw string
+		want      initStatus
 	}{
-		{"", initStatus{}},
-		{"done 3 0\n", initStatus{Exit: 3, Done: true}},
-		{"done 137 9\n", initStatus{Exit: 137, Signal: 9, Done: true}},
-		{"error mounts: mask /x: permission denied\n", initStatus{Error: "mounts: mask /x: permission denied"}},
-		{"done 1 0", initStatus{Exit: 1, Done: true}},
-		{"done x y\n", initStatus{}},
+		{"empty", "", initStatus{}},
+		{"exit", "done 3 0\n", initStatus{Exit: 3, Done: true}},
+		{"signal", "done 137 9\n", initStatus{Exit: 137, Signal: 9, Done: true}},
+		{"error", "error mounts: mask /x: permission denied\n", initStatus{Error: "mounts: mask /x: permission denied"}},
+		{"no newline", "done 1 0", initStatus{Exit: 1, Done: true}},
+		{"not numbers", "done x y\n", initStatus{}},
 	} {
-		if got := parseStatus([]byte(c.raw)); got != c.want {
-			t.Errorf("%q: %+v, want %+v", c.raw, got, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			if got := parseStatus([]byte(c.raw)); got != c.want {
+				t.Errorf("%q: %+v, want %+v", c.raw, got, c.want)
+			}
+		})
 	}
 	s := initStatus{Error: "a\nb"}
 	if got := parseStatus(s.line()); got.Error != "a b" {

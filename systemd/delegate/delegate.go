@@ -1,23 +1,3 @@
-// Package delegate decides where execgated makes its run cgroups.
-//
-// On cgroup v1 (and hybrid hosts) runs live under /execgate in each
-// controller hierarchy, outside systemd's name=systemd tree, as before.
-//
-// On cgroup v2 with Delegate=yes, systemd hands the service its own cgroup
-// (/system.slice/execgated.service) and everything below it. The kernel's
-// "no internal processes" rule allows controllers to be enabled for child
-// cgroups only when the cgroup itself holds no process, so the daemon
-// first moves itself into a leaf, <own>/daemon, and the runs become
-// siblings under <own>/runs/<agent>/<id>. Every run is then inside the
-// unit: systemd accounts for it, KillMode= reaches it, and the daemon
-// never writes outside the subtree it was given.
-//
-// The daemon takes its own cgroup over only when systemd marked it as
-// delegated (the trusted.delegate or user.delegate extended attribute,
-// which systemd sets on every cgroup it delegates) and the daemon is the
-// only process in it. Anything else (the daemon started by hand in a login
-// session, by a test runner inside a delegated scope) keeps /execgate:
-// moving processes it does not own would break whoever owns them.
 package delegate
 
 import (
@@ -26,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -136,5 +117,37 @@ func Root(h Host) (root string, moved bool, err error) {
 		}
 		moved = true
 	}
+	// The delegated cgroup is ours to configure: its children (the runs
+	// subtree) get the controllers it has. Nothing above it is touched.
+	if err := enableForChildren(dir); err != nil {
+		return "", moved, err
+	}
 	return path.Join(parent, RunsLeaf), moved, nil
+}
+
+// runControllers are the controllers a run's limits use.
+var runControllers = []string{"cpu", "memory", "pids"}
+
+// enableForChildren writes +C to dir's cgroup.subtree_control for each run
+// controller that dir itself has (cgroup.controllers). Only a cgroup with
+// no processes of its own may do so: the daemon has moved to its leaf.
+func enableForChildren(dir string) error {
+	have, err := os.ReadFile(path.Join(dir, "cgroup.controllers"))
+	if err != nil {
+		return fmt.Errorf("cgroup v2: %w", err)
+	}
+	var want []string
+	for _, c := range runControllers {
+		if slices.Contains(strings.Fields(string(have)), c) {
+			want = append(want, "+"+c)
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	ctl := path.Join(dir, "cgroup.subtree_control")
+	if err := os.WriteFile(ctl, []byte(strings.Join(want, " ")), 0o644); err != nil {
+		return fmt.Errorf("cgroup v2: enable %s in %s: %w", strings.Join(want, " "), ctl, err)
+	}
+	return nil
 }

@@ -22,6 +22,7 @@ func TestRootV2Delegated(t *testing.T) {
 		t.Fatalf("set trusted.delegate (tests run as root): %v", err)
 	}
 	os.WriteFile(filepath.Join(svc, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+	os.WriteFile(filepath.Join(svc, "cgroup.controllers"), []byte("cpuset cpu io memory pids\n"), 0o444)
 	self := []byte("0::/system.slice/execgated.service\n")
 	h := Host{V2Mount: mnt, SelfCgrp: self, Delegated: Delegated, Move: movePid}
 	root, moved, err := Root(h)
@@ -31,6 +32,14 @@ func TestRootV2Delegated(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(svc, "daemon", "cgroup.procs"))
 	if err != nil || string(b) != strconv.Itoa(os.Getpid()) {
 		t.Errorf("daemon leaf cgroup.procs = %q, %v; want this pid", b, err)
+	}
+	// The runs subtree gets the run controllers the service has, written
+	// in the service's own cgroup (the delegated one), never above it.
+	if b, err := os.ReadFile(filepath.Join(svc, "cgroup.subtree_control")); err != nil || string(b) != "+cpu +memory +pids" {
+		t.Errorf("service cgroup.subtree_control = %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "system.slice", "cgroup.subtree_control")); err == nil {
+		t.Error("a cgroup above the delegated one was written")
 	}
 
 	// Started again in the leaf (the daemon already moved): no second move.

@@ -1,0 +1,26 @@
+package profiles
+
+import "slices"
+
+// Setting keys: the dotted TOML path of each profile setting whose location
+// the loader records in Profile.Locs, for LocOf. Callers that cite a
+// setting in a reason (a cap, the schedule) use these constants, never a
+// literal: a misspelt key would silently lose the file:line.
+const (
+	KeyTimeout         = "limits.timeout"
+	KeyPids            = "limits.pids"
+	KeyConcurrent      = "limits.concurrent"
+	KeyPerMinute       = "limits.per_minute"
+	KeyPerDay          = "limits.per_day"
+	KeyExecsPerMinute  = "limits.execs_per_minute"
+	KeyExecsPerDay     = "limits.execs_per_day"
+	KeyScheduleWindows = "schedule.windows"
+)
+
+// Keys returns every key the loader records for a profile that sets it.
+func Keys() []string {
+	return []string{KeyTimeout, KeyPids, KeyConcurrent, KeyPerMinute, KeyPerDay, KeyExecsPerMinute, KeyExecsPerDay, KeyScheduleWindows}
+}
+
+// KnownKey reports whether key is one of Keys.
+func KnownKey(key string) bool { return slices.Contains(Keys(), key) }
