@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/execgate/execgate/internal/durable"
 )
 
 // Switch is an admin's hold on one agent.
@@ -30,7 +32,7 @@ type switchState struct {
 // switches persists switchState as one JSON file, replaced atomically.
 type switches struct {
 	path    string
-	syncDir func(dir string) error // fsyncDir; tests fail it
+	syncDir func(dir string) error // durable.SyncDir; tests fail it
 	mu      sync.Mutex
 	st      switchState
 }
@@ -75,7 +77,7 @@ func (s *switches) update(f func(*switchState)) error {
 		return err
 	}
 	tmp := s.path + ".tmp"
-	err = writeSynced(tmp, b)
+	err = durable.WriteFile(tmp, b)
 	if err == nil {
 		err = os.Rename(tmp, s.path)
 	}
@@ -86,41 +88,12 @@ func (s *switches) update(f func(*switchState)) error {
 	s.st = next
 	syncDir := s.syncDir
 	if syncDir == nil {
-		syncDir = fsyncDir
+		syncDir = durable.SyncDir
 	}
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
 		return fmt.Errorf("save kill switches: %s may not survive a power cut: %w", s.path, err)
 	}
 	return nil
-}
-
-// writeSynced writes a new file and syncs it to disk.
-func writeSynced(name string, b []byte) error {
-	fh, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = fh.Write(b)
-	if err == nil {
-		err = fh.Sync()
-	}
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// fsyncDir makes the names created, removed or renamed in dir durable.
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func (s *switches) get() switchState {

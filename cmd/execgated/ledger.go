@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/execgate/execgate/audit"
+	"github.com/execgate/execgate/internal/durable"
 	"github.com/execgate/execgate/internal/procfs"
 	"github.com/execgate/execgate/supervisor/sandbox"
 )
@@ -33,7 +34,7 @@ import (
 // runs (ledgerRunner adds it from OnStart), so a power cut cannot lose it.
 type ledger struct {
 	dir     string
-	syncDir func(dir string) error // fsyncDir; tests fail it
+	syncDir func(dir string) error // durable.SyncDir; tests fail it
 }
 
 // ledgerEntry is one run in progress.
@@ -51,7 +52,7 @@ func newLedger(dir string) (*ledger, error) {
 		return nil, fmt.Errorf("run ledger: %w", err)
 	}
 	// The ledger's own name in the state dir must survive a power cut too.
-	if err := fsyncDir(filepath.Dir(dir)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
 		return nil, fmt.Errorf("run ledger: %w", err)
 	}
 	return &ledger{dir: dir}, nil
@@ -64,21 +65,11 @@ func (l *ledger) path(id string) string { return filepath.Join(l.dir, id+".json"
 // has not started (a torn file still names its run, see entries).
 func (l *ledger) add(e ledgerEntry) error {
 	b, _ := json.Marshal(e)
-	fh, err := os.OpenFile(l.path(e.ID), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = fh.Write(b)
-	if err == nil {
-		err = fh.Sync()
-	}
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
+	err := durable.WriteFile(l.path(e.ID), b)
 	if err == nil {
 		syncDir := l.syncDir
 		if syncDir == nil {
-			syncDir = fsyncDir
+			syncDir = durable.SyncDir
 		}
 		err = syncDir(l.dir)
 	}
@@ -87,19 +78,6 @@ func (l *ledger) add(e ledgerEntry) error {
 		return err
 	}
 	return nil
-}
-
-// fsyncDir makes the names created, removed or renamed in dir durable.
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func (l *ledger) remove(id string) {

@@ -114,16 +114,43 @@ func parseStatus(b []byte) (tgid, ppid int, ok bool) {
 	return 0, 0, false
 }
 
-// read reads /proc/PID<file> into buf, up to its end or as much as buf
-// holds.
+// read reads the head of /proc/PID<file>: as much as buf holds.
 func read(pid int, file string, buf []byte) ([]byte, error) {
+	return readInto(pid, file, buf, len(buf), true)
+}
+
+// ErrTooLong is Read's answer for a file longer than its limit.
+var ErrTooLong = errors.New("procfs: file longer than allowed")
+
+// Read reads /proc/PID<file> into buf with the fewest system calls (the
+// per-exec path), growing buf up to limit bytes. A longer file is
+// ErrTooLong.
+func Read(pid int, file string, buf []byte, limit int) ([]byte, error) {
+	return readInto(pid, file, buf, limit, false)
+}
+
+// readInto is Read; with cut, a file longer than limit is cut there.
+func readInto(pid int, file string, buf []byte, limit int, cut bool) ([]byte, error) {
 	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+file, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
 	n := 0
-	for n < len(buf) {
+	for {
+		if n == len(buf) {
+			if n >= limit {
+				if cut {
+					return buf, nil
+				}
+				var one [1]byte
+				if m, _ := unix.Read(fd, one[:]); m > 0 {
+					return nil, fmt.Errorf("/proc/%d%s: %w (%d bytes)", pid, file, ErrTooLong, limit)
+				}
+				return buf, nil
+			}
+			buf = append(buf, make([]byte, min(limit-n, max(n, 512)))...)
+		}
 		m, err := unix.Read(fd, buf[n:])
 		if errors.Is(err, unix.EINTR) {
 			continue
@@ -136,7 +163,6 @@ func read(pid int, file string, buf []byte) ([]byte, error) {
 		}
 		n += m
 	}
-	return buf, nil
 }
 
 // atou parses a decimal number; anything else is 0.

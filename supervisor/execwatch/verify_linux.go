@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/execgate/execgate/internal/procfs"
 )
 
 // traceOptions: stop at the exec event, and kill the tracee if the
@@ -129,7 +131,7 @@ func (t *tracee) inspect(pid int, decided *Exec) (ran *Exec, same bool) {
 	if err := unix.Stat(proc+"/exe", &st); err != nil {
 		return &Exec{Pid: pid, Err: fmt.Errorf("read the executed file: %w", err)}, false
 	}
-	cmdline, err := readAll(proc+"/cmdline", t.buf)
+	cmdline, err := procfs.Read(pid, "/cmdline", t.buf, MaxArgBytes+4096)
 	if err != nil {
 		return &Exec{Pid: pid, Err: fmt.Errorf("read the executed argv: %w", err)}, false
 	}
@@ -142,36 +144,6 @@ func (t *tracee) inspect(pid int, decided *Exec) (ran *Exec, same bool) {
 	ran.Path = ran.Resolved
 	ran.Argv = strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
 	return ran, false
-}
-
-// readAll reads a /proc file into buf (grown when it is too small) with
-// the fewest system calls: the per-exec path.
-func readAll(name string, buf []byte) ([]byte, error) {
-	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	n := 0
-	for {
-		if n == len(buf) {
-			if len(buf) > MaxArgBytes+4096 {
-				return nil, fmt.Errorf("%s: longer than %d bytes", name, MaxArgBytes)
-			}
-			buf = append(buf, make([]byte, len(buf))...)
-		}
-		m, err := unix.Read(fd, buf[n:])
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if m == 0 {
-			return buf[:n], nil
-		}
-		n += m
-	}
 }
 
 // settle is how old a file's ctime must be before an equal FileID proves
