@@ -10,13 +10,13 @@ CMDS     := $(notdir $(wildcard cmd/*))
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps test test-accounts vet funclen bench demo install fuzz clean
+.PHONY: all build deps test test-accounts test-vm deb vet funclen bench demo install fuzz clean
 
 all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
+	$(GO) build -trimpath -buildmode=pie -o $(BIN)/ ./cmd/...
 
 # deps installs the system packages the build, the tests and the demo
 # need (libseccomp for cgo, journald, the programs the tests run) when they
@@ -29,8 +29,8 @@ deps:
 FUNCLEN_MAX  ?= 80
 # errcheck (scripts/errcheck.sh) over the packages that hold the rule
 # "a record before an action must succeed; a note may fail".
-ERRCHECK_PKGS := ./supervisor ./api ./client ./cmd/execgate ./cmd/egsh
-FUNCLEN_PKGS := ./supervisor ./supervisor/sandbox ./supervisor/execwatch ./policy ./shellparse ./cmd/execgated ./cmd/egsh
+ERRCHECK_PKGS := ./supervisor ./api ./client ./cmd/execgate ./cmd/egsh ./audit
+FUNCLEN_PKGS := ./supervisor ./supervisor/sandbox ./supervisor/execwatch ./policy ./shellparse ./cmd/execgated ./cmd/egsh ./cmd/execgate ./audit ./systemd/journal
 vet:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -47,7 +47,20 @@ test: deps
 	$(MAKE) vet
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) test-accounts
+	$(MAKE) test-vm
 	$(MAKE) demo
+
+# deb builds bin/deb/execgate_VERSION_ARCH.deb with nfpm (packaging/nfpm.yaml,
+# maintainer scripts in packaging/); see scripts/deb.sh.
+deb: deps build
+	@GO="$(GO)" scripts/deb.sh
+
+# test-vm boots a Debian bookworm VM under qemu (software emulation) with a
+# real systemd on cgroup v2, installs the .deb into it and runs the service
+# scenario in scripts/vm/; the image is cached (VM_CACHE). See scripts/vm/README.
+VM_CACHE ?= /var/cache/execgate-vm
+test-vm: deb
+	@VM_CACHE="$(VM_CACHE)" scripts/vm/test.sh
 
 # test-accounts runs the decision packages' tests with and without accounts
 # flow, builder and reviewer, in private mount namespaces (the host's

@@ -29,16 +29,23 @@ var ErrClosed = errors.New("audit: sink is closed")
 // a value is not valid UTF-8, an array of byte numbers, as journalctl -o
 // json prints binary values.
 //
+// The lines form a hash chain (EXECGATE_PREV, EXECGATE_SEQ and, after a
+// torn line, EXECGATE_TORN first on each line; see the package
+// documentation and VerifyFiles).
+//
 // Each Write issues one write(2) of the whole line on an O_APPEND
-// descriptor and then fsync(2)s it; Writes are serialised, so lines never
-// interleave. A failed write is cut back off the file, so a record is
-// either whole or absent. Write returns nil only when the line is fsync'd
-// into a file that is still linked: a full disk, an immutable or
-// read-only file, or a file removed during the write all give an error.
+// descriptor and then fsync(2)s it; Writes are serialised by the sink's
+// mutex (which also guards the chain's end), so lines never interleave
+// and each links to the one written before it. A failed write is cut
+// back off the file, so a record is either whole or absent. Write returns
+// nil only when the line is fsync'd into a file that is still linked: a
+// full disk, an immutable or read-only file, or a file removed during the
+// write all give an error.
 //
 // When the path no longer names the open file (log rotation moved it, or
-// someone removed it) the next Write reopens the path, creating it again.
-// The sink assumes it is the only writer of the file.
+// someone removed it) the next Write reopens the path, creating it again;
+// the chain goes on in the new file. The sink assumes it is the only
+// writer of the file: a line written by anyone else breaks the chain.
 type FileSink struct {
 	path string
 	// afterSync, when set, runs between fsync and the removal check
@@ -48,94 +55,107 @@ type FileSink struct {
 	mu     sync.Mutex
 	f      *os.File
 	closed bool
+	chain  chain // what the next record links to
 }
 
 var _ Sink = (*FileSink)(nil)
 
 // NewFileSink opens (creating it 0640, and its directory 0750, when
-// missing) the audit file at path for appending.
+// missing) the audit file at path for appending. The chain goes on from
+// the file's last record, or starts at Genesis in a new or empty file.
 func NewFileSink(path string) (*FileSink, error) {
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("audit file %q: path must be absolute", path)
 	}
 	s := &FileSink{path: filepath.Clean(path)}
-	f, err := s.open()
+	f, c, err := s.open()
 	if err != nil {
 		return nil, err
 	}
-	s.f = f
+	s.f, s.chain = f, c
 	return s, nil
 }
 
 // Path returns the file's path.
 func (s *FileSink) Path() string { return s.path }
 
-// open opens the path for appending. A file whose last line lacks its
-// newline (a crash mid-write by an older writer) gets one, so that
-// broken line stays alone and the next record starts on a line of its own.
-func (s *FileSink) open() (*os.File, error) {
+// open opens the path for appending and returns the chain state the
+// next record continues. A file whose last line lacks its newline (a
+// crash mid-write) gets one, so that broken line stays alone and the next
+// record starts on a line of its own. The chain then goes on from the
+// file's last record line, and the bytes after it (torn lines) are
+// accounted for by the next record's EXECGATE_TORN. An empty file goes on
+// from the sink's own last record (Genesis for a new sink): a file that
+// replaces a rotated one continues its chain.
+func (s *FileSink) open() (*os.File, chain, error) {
+	c := s.chain
+	c.torn = nil
 	dir := filepath.Dir(s.path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("audit file: create directory: %w", err)
+		return nil, c, fmt.Errorf("audit file: create directory: %w", err)
 	}
 	_, statErr := os.Stat(s.path)
 	created := errors.Is(statErr, os.ErrNotExist)
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("audit file: open: %w", err)
+		return nil, c, fmt.Errorf("audit file: open: %w", err)
+	}
+	fail := func(err error) (*os.File, chain, error) {
+		_ = f.Close() // the error that made it fail is the one to report
+		return nil, c, err
 	}
 	st, err := f.Stat()
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("audit file: stat: %w", err)
+		return fail(fmt.Errorf("audit file: stat: %w", err))
 	}
 	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("audit file %s: not a regular file", s.path)
+		return fail(fmt.Errorf("audit file %s: not a regular file", s.path))
 	}
-	if st.Size() > 0 {
-		if err := terminateLastLine(f, s.path, st.Size()); err != nil {
-			f.Close()
-			return nil, err
+	if size := st.Size(); size > 0 {
+		if size, err = terminateLastLine(f, size); err != nil {
+			return fail(err)
+		}
+		if err := c.resume(f, size); err != nil {
+			return fail(fmt.Errorf("audit file %s: read its last record: %w", s.path, err))
 		}
 	}
 	if created {
 		// Make the new directory entry durable too.
 		if d, err := os.Open(dir); err == nil {
 			err = d.Sync()
-			d.Close()
+			_ = d.Close() // read-only: only Sync's error matters
 			if err != nil {
-				f.Close()
-				return nil, fmt.Errorf("audit file: sync directory %s: %w", dir, err)
+				return fail(fmt.Errorf("audit file: sync directory %s: %w", dir, err))
 			}
 		}
 	}
-	return f, nil
+	return f, c, nil
 }
 
-func terminateLastLine(f *os.File, path string, size int64) error {
-	r, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("audit file: check last line: %w", err)
-	}
-	defer r.Close()
+// terminateLastLine appends a newline to a file whose last byte is not
+// one, and returns the new size.
+func terminateLastLine(f *os.File, size int64) (int64, error) {
 	var last [1]byte
-	if _, err := r.ReadAt(last[:], size-1); err != nil {
-		return fmt.Errorf("audit file: check last line: %w", err)
+	if _, err := f.ReadAt(last[:], size-1); err != nil {
+		return size, fmt.Errorf("audit file: check last line: %w", err)
 	}
 	if last[0] == '\n' {
-		return nil
+		return size, nil
 	}
 	if _, err := f.Write([]byte{'\n'}); err != nil {
-		return fmt.Errorf("audit file: terminate partial last line: %w", err)
+		return size, fmt.Errorf("audit file: terminate partial last line: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("audit file: fsync: %w", err)
+		return size, fmt.Errorf("audit file: fsync: %w", err)
 	}
-	return nil
+	return size + 1, nil
 }
 
 // Write appends r as one line and fsyncs it. A zero r.Time is set to now.
+// The line starts with the chain fields (EXECGATE_PREV, EXECGATE_SEQ and,
+// after a torn line, EXECGATE_TORN); the rest of the line is built before
+// taking the sink's lock, so concurrent Writes only serialise on the
+// prefix, one SHA-256 of the line, the write and the fsync.
 func (s *FileSink) Write(r *Record) error {
 	if err := r.Validate(); err != nil {
 		return err
@@ -143,8 +163,12 @@ func (s *FileSink) Write(r *Record) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
-	line := AppendJSON(nil, r)
-	line = append(line, '\n')
+	buf := make([]byte, maxPrefix, maxPrefix+1024)
+	buf = appendFields(buf, r)
+	buf = append(buf, '}', '\n')
+	if n := len(buf) - maxPrefix; n > DefaultMaxLine-maxPrefix {
+		return fmt.Errorf("audit: %s record of %d bytes is larger than the audit file's %d-byte line limit", r.Event(), n, DefaultMaxLine)
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -154,35 +178,50 @@ func (s *FileSink) Write(r *Record) error {
 	if err := s.ensureOpen(); err != nil {
 		return err
 	}
-	f := s.f
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("audit file: stat: %w", err)
-	}
-	before := st.Size()
-	if n, err := f.Write(line); err != nil {
-		if n > 0 {
-			// Cut the partial line back off so no torn record remains.
-			if terr := f.Truncate(before); terr != nil {
-				err = fmt.Errorf("%w (and cutting the partial line failed: %v)", err, terr)
-			}
-		}
+	line := s.chain.link(buf, maxPrefix)
+	if err := s.writeLine(line); err != nil {
 		return fmt.Errorf("audit file: write %s record: %w", r.Event(), err)
 	}
-	if err := f.Sync(); err != nil {
+	// The line is in the file: the next record links to it, whatever
+	// the fsync says.
+	s.chain.advance(line[:len(line)-1])
+	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("audit file: fsync %s record: %w", r.Event(), err)
 	}
 	if s.afterSync != nil {
 		s.afterSync()
 	}
 	var sys syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &sys); err != nil {
+	if err := syscall.Fstat(int(s.f.Fd()), &sys); err != nil {
 		return fmt.Errorf("audit file: stat after write: %w", err)
 	}
 	if sys.Nlink == 0 {
 		return fmt.Errorf("audit file %s: removed while writing the %s record: %w", s.path, r.Event(), os.ErrNotExist)
 	}
 	return nil
+}
+
+// writeLine issues one write(2) of line. A partial write is cut back off
+// the file; when even that fails, the file is closed so that the next
+// Write reopens it, terminating the torn line and accounting for it.
+func (s *FileSink) writeLine(line []byte) error {
+	st, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat: %w", err)
+	}
+	before := st.Size()
+	n, err := s.f.Write(line)
+	if err == nil {
+		return nil
+	}
+	if n > 0 {
+		if terr := s.f.Truncate(before); terr != nil {
+			err = fmt.Errorf("%w (and cutting the partial line failed: %v)", err, terr)
+			_ = s.f.Close() // dropped: the next write reopens and terminates the line
+			s.f = nil
+		}
+	}
+	return err
 }
 
 // ensureOpen reopens the path when it no longer names the open file.
@@ -194,14 +233,14 @@ func (s *FileSink) ensureOpen() error {
 			return nil
 		}
 	}
-	f, err := s.open()
+	f, c, err := s.open()
 	if err != nil {
 		return err
 	}
 	if s.f != nil {
-		s.f.Close()
+		_ = s.f.Close() // every line on it was fsync'd when written
 	}
-	s.f = f
+	s.f, s.chain = f, c
 	return nil
 }
 
@@ -225,12 +264,19 @@ func (s *FileSink) Close() error {
 }
 
 // AppendJSON appends r as one JSON object (no newline) in the file
-// sink's format: __REALTIME_TIMESTAMP, PRIORITY, SYSLOG_IDENTIFIER and
-// MESSAGE first, then the other fields sorted by name. Message, Priority
-// and Identifier override any MESSAGE, PRIORITY, SYSLOG_IDENTIFIER or
-// __REALTIME_TIMESTAMP in Fields. A zero Time leaves out the timestamp.
+// sink's format without the chain fields: __REALTIME_TIMESTAMP, PRIORITY,
+// SYSLOG_IDENTIFIER and MESSAGE first, then the other fields sorted by
+// name. Message, Priority and Identifier override any MESSAGE, PRIORITY,
+// SYSLOG_IDENTIFIER or __REALTIME_TIMESTAMP in Fields, and the chain
+// fields (EXECGATE_PREV, EXECGATE_SEQ, EXECGATE_TORN), which only the
+// sink writes, are left out. A zero Time leaves out the timestamp.
 func AppendJSON(b []byte, r *Record) []byte {
 	b = append(b, '{')
+	return append(appendFields(b, r), '}')
+}
+
+// appendFields appends AppendJSON's object without its braces.
+func appendFields(b []byte, r *Record) []byte {
 	first := true
 	field := func(k, v string) {
 		if !first {
@@ -250,7 +296,7 @@ func AppendJSON(b []byte, r *Record) []byte {
 	keys := make([]string, 0, len(r.Fields))
 	for k := range r.Fields {
 		switch k {
-		case FieldMessage, FieldPriority, FieldIdentifier, FieldRealtime:
+		case FieldMessage, FieldPriority, FieldIdentifier, FieldRealtime, FieldPrev, FieldSeq, FieldTorn:
 			continue
 		}
 		keys = append(keys, k)
@@ -259,7 +305,7 @@ func AppendJSON(b []byte, r *Record) []byte {
 	for _, k := range keys {
 		field(k, r.Fields[k])
 	}
-	return append(b, '}')
+	return b
 }
 
 // appendJSONValue writes v as a JSON string, or as an array of byte

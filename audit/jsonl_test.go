@@ -47,6 +47,8 @@ func TestFileSinkFormat(t *testing.T) {
 		Set(audit.FieldReason, "bad\xffbytes")
 	r.Fields[audit.FieldMessage] = "ignored: Message wins"
 	r.Fields[audit.FieldIdentifier] = "ignored too"
+	r.Fields[audit.FieldPrev] = "ignored: the chain is the sink's"
+	r.Fields[audit.FieldSeq] = "7"
 	r.Time = time.UnixMicro(1748800945123456)
 	if err := s.Write(r); err != nil {
 		t.Fatal(err)
@@ -55,7 +57,7 @@ func TestFileSinkFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"__REALTIME_TIMESTAMP":"1748800945123456","PRIORITY":"4","SYSLOG_IDENTIFIER":"execgated",` +
+	want := `{"EXECGATE_PREV":"` + audit.Genesis + `","EXECGATE_SEQ":"1","__REALTIME_TIMESTAMP":"1748800945123456","PRIORITY":"4","SYSLOG_IDENTIFIER":"execgated",` +
 		`"MESSAGE":"flow DENY git checkout flow/a11y (flow.toml:14: \"PR\" <only> & more)",` +
 		`"EXECGATE_AGENT":"flow","EXECGATE_ARGV":"[\"git\",\"checkout\",\"flow/a11y\"]",` +
 		`"EXECGATE_CWD":"/srv/a\tb\u0001\u2028","EXECGATE_DECISION":"deny","EXECGATE_EVENT":"decision",` +
@@ -83,7 +85,7 @@ func TestFileSinkFormat(t *testing.T) {
 		t.Fatalf("read back %+v", back.Record)
 	}
 	for k, v := range r.Fields {
-		if k == audit.FieldMessage || k == audit.FieldIdentifier {
+		if k == audit.FieldMessage || k == audit.FieldIdentifier || k == audit.FieldPrev || k == audit.FieldSeq {
 			continue
 		}
 		if back.Fields[k] != v {
@@ -92,6 +94,9 @@ func TestFileSinkFormat(t *testing.T) {
 	}
 	if string(back.Raw)+"\n" != want {
 		t.Errorf("Raw = %s", back.Raw)
+	}
+	if back.Fields[audit.FieldPrev] != audit.Genesis || back.Fields[audit.FieldSeq] != "1" {
+		t.Errorf("chain fields read back as %q, %q", back.Fields[audit.FieldPrev], back.Fields[audit.FieldSeq])
 	}
 
 	// A bad field name or priority is refused and nothing is written.
@@ -217,6 +222,9 @@ func TestFileSinkConcurrent(t *testing.T) {
 	if len(seen) != total {
 		t.Fatalf("%d distinct records, want %d", len(seen), total)
 	}
+	if res, err := audit.VerifyFiles([]string{path}, audit.VerifyOptions{}); err != nil || !res.Intact() || res.Records != total || res.LastSeq != total {
+		t.Fatalf("verify: %v %s", err, res.Summary())
+	}
 	for id, n := range seen {
 		if n != 1 {
 			t.Fatalf("%s read %d times", id, n)
@@ -287,6 +295,10 @@ func TestFileSinkDiskFull(t *testing.T) {
 		if e.Fields[audit.FieldID] != acked[i] || len(e.Fields[audit.FieldScript]) != 1500 {
 			t.Fatalf("record %d is %q, want %q whole", i, e.Fields[audit.FieldID], acked[i])
 		}
+	}
+	// The failed Writes left the chain whole.
+	if res, err := audit.VerifyFiles([]string{path}, audit.VerifyOptions{}); err != nil || !res.Intact() || res.Records != len(acked) {
+		t.Fatalf("verify after a full disk: %v %s", err, res.Summary())
 	}
 }
 

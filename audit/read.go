@@ -298,15 +298,11 @@ func ReadFile(ctx context.Context, path string, opts ReadOptions) iter.Seq2[*Ent
 			yield(nil, fmt.Errorf("audit file: %w", err))
 			return
 		}
-		defer func() { f.Close() }()
-		poll := opts.Poll
-		if poll <= 0 {
-			poll = 200 * time.Millisecond
+		t := &fileTail{path: path, opts: opts, f: f, lr: newLineReader(f, DefaultMaxLine), first: true, poll: opts.Poll}
+		defer t.close()
+		if t.poll <= 0 {
+			t.poll = 200 * time.Millisecond
 		}
-		lr := newLineReader(f, DefaultMaxLine)
-		var tail []*Entry // the last opts.Lines matches of the first pass
-		first, rotated := true, false
-		var timer *time.Timer
 		for {
 			if err := ctx.Err(); err != nil {
 				if !opts.Follow {
@@ -314,31 +310,9 @@ func ReadFile(ctx context.Context, path string, opts ReadOptions) iter.Seq2[*Ent
 				}
 				return
 			}
-			line, err := lr.next()
+			line, err := t.lr.next()
 			if err == nil {
-				if len(bytes.TrimSpace(line)) == 0 {
-					continue
-				}
-				rec, perr := ParseLine(line)
-				if perr != nil {
-					if !yield(nil, &LineError{Source: path, Line: lr.line, Err: perr}) {
-						return
-					}
-					continue
-				}
-				if !opts.Filter.Match(rec) {
-					continue
-				}
-				e := &Entry{Record: rec, Raw: line}
-				if first && opts.Lines > 0 {
-					if len(tail) == opts.Lines {
-						copy(tail, tail[1:])
-						tail = tail[:len(tail)-1]
-					}
-					tail = append(tail, e)
-					continue
-				}
-				if !yield(e, nil) {
+				if !t.line(line, yield) {
 					return
 				}
 				continue
@@ -355,55 +329,107 @@ func ReadFile(ctx context.Context, path string, opts ReadOptions) iter.Seq2[*Ent
 				yield(nil, fmt.Errorf("audit file %s: read: %w", path, err))
 				return
 			}
-			if first {
-				first = false
-				for _, e := range tail {
-					if !yield(e, nil) {
-						return
-					}
-				}
-				tail = nil
-			}
-			if !opts.Follow {
+			if !t.atEOF(ctx, yield) {
 				return
-			}
-			if rotated {
-				// The old file is read to its end: go on with the new one.
-				nf, err := os.Open(path)
-				if err == nil {
-					f.Close()
-					f, lr, rotated = nf, newLineReader(nf, DefaultMaxLine), false
-					continue
-				}
-			}
-			if timer == nil {
-				timer = time.NewTimer(poll)
-				defer timer.Stop()
-			} else {
-				timer.Reset(poll)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
-			cur, err1 := f.Stat()
-			now, err2 := os.Stat(path)
-			switch {
-			case err1 != nil:
-				yield(nil, fmt.Errorf("audit file %s: stat: %w", path, err1))
-				return
-			case err2 == nil && !os.SameFile(cur, now):
-				rotated = true // read what is left of the old file first
-			case cur.Size() < lr.off:
-				if _, err := f.Seek(0, io.SeekStart); err != nil {
-					yield(nil, fmt.Errorf("audit file %s: truncated, and seeking back failed: %w", path, err))
-					return
-				}
-				lr = newLineReader(f, DefaultMaxLine)
 			}
 		}
 	}
+}
+
+// fileTail is ReadFile's state.
+type fileTail struct {
+	path    string
+	opts    ReadOptions
+	f       *os.File
+	lr      *lineReader
+	tail    []*Entry // the last opts.Lines matches of the first pass
+	first   bool     // still in the first pass over the file
+	rotated bool     // the path names another file: finish this one first
+	poll    time.Duration
+	timer   *time.Timer
+}
+
+func (t *fileTail) close() {
+	_ = t.f.Close() // opened read-only
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+}
+
+// line handles one complete line; false means stop.
+func (t *fileTail) line(line []byte, yield func(*Entry, error) bool) bool {
+	if len(bytes.TrimSpace(line)) == 0 {
+		return true
+	}
+	rec, perr := ParseLine(line)
+	if perr != nil {
+		return yield(nil, &LineError{Source: t.path, Line: t.lr.line, Err: perr})
+	}
+	if !t.opts.Filter.Match(rec) {
+		return true
+	}
+	e := &Entry{Record: rec, Raw: line}
+	if t.first && t.opts.Lines > 0 {
+		if len(t.tail) == t.opts.Lines {
+			copy(t.tail, t.tail[1:])
+			t.tail = t.tail[:len(t.tail)-1]
+		}
+		t.tail = append(t.tail, e)
+		return true
+	}
+	return yield(e, nil)
+}
+
+// atEOF handles the end of the data: it ends the first pass, and, when
+// following, waits for more, going on across rotation and truncation.
+// false means stop.
+func (t *fileTail) atEOF(ctx context.Context, yield func(*Entry, error) bool) bool {
+	if t.first {
+		t.first = false
+		for _, e := range t.tail {
+			if !yield(e, nil) {
+				return false
+			}
+		}
+		t.tail = nil
+	}
+	if !t.opts.Follow {
+		return false
+	}
+	if t.rotated {
+		// The old file is read to its end: go on with the new one.
+		if nf, err := os.Open(t.path); err == nil {
+			_ = t.f.Close() // opened read-only
+			t.f, t.lr, t.rotated = nf, newLineReader(nf, DefaultMaxLine), false
+			return true
+		}
+	}
+	if t.timer == nil {
+		t.timer = time.NewTimer(t.poll)
+	} else {
+		t.timer.Reset(t.poll)
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.timer.C:
+	}
+	cur, err1 := t.f.Stat()
+	now, err2 := os.Stat(t.path)
+	switch {
+	case err1 != nil:
+		yield(nil, fmt.Errorf("audit file %s: stat: %w", t.path, err1))
+		return false
+	case err2 == nil && !os.SameFile(cur, now):
+		t.rotated = true // read what is left of the old file first
+	case cur.Size() < t.lr.off:
+		if _, err := t.f.Seek(0, io.SeekStart); err != nil {
+			yield(nil, fmt.Errorf("audit file %s: truncated, and seeking back failed: %w", t.path, err))
+			return false
+		}
+		t.lr = newLineReader(t.f, DefaultMaxLine)
+	}
+	return true
 }
 
 // ParseSince parses a --since value, relative to now, in the local zone:

@@ -69,10 +69,15 @@ const (
 	FieldStderrBytes   = "EXECGATE_STDERR_BYTES"
 	FieldTimedOut      = "EXECGATE_TIMED_OUT"
 	FieldTruncated     = "EXECGATE_TRUNCATED"
-	FieldAborted       = "EXECGATE_ABORTED" // end records written for runs a restart found
+	FieldOOMKilled     = "EXECGATE_OOM_KILLED" // end: 1 if the run's memory limit killed a process of it
+	FieldAborted       = "EXECGATE_ABORTED"    // end records written for runs a restart found
 	FieldAdminAction   = "EXECGATE_ADMIN_ACTION"
 	FieldLost          = "EXECGATE_AUDIT_LOST" // how many records a failing sink lost before this one
 )
+
+// FieldHostname is journald's trusted field for the host a record was
+// logged on. The sinks never write it; journalctl's output has it.
+const FieldHostname = "_HOSTNAME"
 
 // Identifier is SYSLOG_IDENTIFIER on every record.
 const Identifier = "execgated"

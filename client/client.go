@@ -28,6 +28,7 @@ type Client struct {
 	// /run/execgate/agent.sock.
 	Socket string
 
+	env  string // the variable that names this socket, for errors
 	once sync.Once
 	hc   *http.Client
 }
@@ -39,7 +40,7 @@ func Admin() *Client {
 	if s == "" {
 		s = api.DefaultAdminSocket
 	}
-	return &Client{Socket: s}
+	return &Client{Socket: s, env: api.EnvAdminSocket}
 }
 
 // SocketPath returns the socket the client uses.
@@ -102,11 +103,16 @@ func (e *APIError) Error() string { return fmt.Sprintf("execgated: %s (HTTP %d)"
 // ConnectError means the daemon could not be reached.
 type ConnectError struct {
 	Socket string
+	Env    string // the variable that chooses the socket: EXECGATE_SOCKET or EXECGATE_ADMIN_SOCKET
 	Err    error
 }
 
 func (e *ConnectError) Error() string {
-	return fmt.Sprintf("cannot reach execgated at %s: %v (is the daemon running? set %s to another socket)", e.Socket, e.Err, api.EnvAgentSocket)
+	env := e.Env
+	if env == "" {
+		env = api.EnvAgentSocket
+	}
+	return fmt.Sprintf("cannot reach execgated at %s: %v (is the daemon running? set %s to another socket)", e.Socket, e.Err, env)
 }
 func (e *ConnectError) Unwrap() error { return e.Err }
 
@@ -122,7 +128,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return nil, &ConnectError{Socket: c.SocketPath(), Err: op.Err}
+			return nil, &ConnectError{Socket: c.SocketPath(), Env: c.env, Err: op.Err}
 		}
 		return nil, err
 	}

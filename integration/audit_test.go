@@ -128,6 +128,12 @@ func TestAuditEveryEvent(t *testing.T) {
 			if len(rl.Fields[audit.FieldProfileSHA256]) != 64 {
 				t.Errorf("reload: %v", rl.Fields)
 			}
+			if sink == "file" { // the real daemon's file is one whole hash chain
+				out, code := d.execgate("journal", "--verify", "--file", d.auditFile())
+				if code != 0 || !strings.HasPrefix(out, "intact: ") || !strings.Contains(out, "from genesis") {
+					t.Errorf("execgate journal --verify: exit %d %s", code, out)
+				}
+			}
 		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/execgate/execgate/api"
 	"github.com/execgate/execgate/audit"
+	"github.com/execgate/execgate/policy"
 )
 
 // fullProfile allows everything except what its deny rules name.
@@ -213,7 +214,7 @@ func TestBadRequests(t *testing.T) {
 		{"not json", []byte("ls -la"), 400, "malformed request"},
 		{"unknown field", []byte(`{"script":"ls","uid":0}`), 400, "unknown field"},
 		{"oversized body", append(append([]byte(`{"script":"`), big...), `"}`...), 413, "larger than"},
-		{"script over limit", jsonBody(api.ExecRequest{Script: string(big[:1<<20+1])}), 413, "larger than"},
+		{"script over limit", jsonBody(api.ExecRequest{Script: string(big[:policy.MaxScript+1])}), 413, "larger than"},
 		{"NUL in script", jsonBody(api.ExecRequest{Script: "ls\x00rm"}), 400, "NUL"},
 		{"empty script", jsonBody(api.ExecRequest{Script: "  "}), 400, "empty script"},
 		{"cwd outside workdirs", jsonBody(api.ExecRequest{Script: "ls", Cwd: "/etc"}), 403, "outside the agent's workdirs"},
@@ -235,6 +236,12 @@ func TestBadRequests(t *testing.T) {
 	}
 	if !d.alive() {
 		t.Fatalf("daemon died: %s", d.stderr)
+	}
+	// The largest script accepted runs: the limit is what the kernel
+	// passes as one argument, so an accepted script never fails with E2BIG.
+	longest := "echo longest #" + strings.Repeat("x", policy.MaxScript-len("echo longest #"))
+	if r := d.egsh(agentUID, nil, "-c", longest); r.code != 0 || string(r.stdout) != "longest\n" {
+		t.Errorf("a %d-byte script: exit %d %q %s", len(longest), r.code, r.stdout, r.stderr)
 	}
 	if r := d.egsh(agentUID, nil, "-c", "echo still-serving"); string(r.stdout) != "still-serving\n" {
 		t.Errorf("after bad requests: %q %d %s", r.stdout, r.code, r.stderr)

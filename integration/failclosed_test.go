@@ -69,7 +69,9 @@ func TestFailClosedFullDisk(t *testing.T) {
 		t.Fatalf("before the disk filled: %d %s", r.code, r.stderr)
 	}
 	exec.Command("dd", "if=/dev/zero", "of="+filepath.Join(fs, "filler"), "bs=4k", "count=64").Run()
-	r := d.egsh(agentUID, nil, "-c", "touch full")
+	// A request record larger than a page: tmpfs takes a smaller one
+	// into the free end of the audit file's last page, full disk or not.
+	r := d.egsh(agentUID, nil, "-c", "touch full # "+strings.Repeat("x", 8<<10))
 	if r.code != 125 {
 		t.Errorf("disk full: exit %d %q", r.code, r.stderr)
 	}
@@ -80,6 +82,12 @@ func TestFailClosedFullDisk(t *testing.T) {
 		if rec.Fields[audit.FieldEvent] == "" {
 			t.Errorf("torn record %v", rec.Fields)
 		}
+	}
+	// The failed write was cut back: the hash chain is whole.
+	if res, err := audit.VerifyFiles([]string{d.auditFile()}, audit.VerifyOptions{}); err != nil {
+		t.Error(err)
+	} else if !res.Intact() || res.Records == 0 {
+		t.Errorf("the audit file's chain after the full disk: %s %v", res.Summary(), res.Findings)
 	}
 }
 

@@ -15,8 +15,11 @@ import (
 // Decision is the outcome for a script or an invocation.
 type Decision = profiles.Action
 
-// MaxScript is the largest script the static layer analyses.
-const MaxScript = 1 << 20
+// MaxScript is the largest script accepted: the run passes it to the shell
+// as one argument (sh -c SCRIPT), and the kernel refuses an argument of
+// MAX_ARG_STRLEN (32 pages, 128 KiB, with its NUL) or more with E2BIG. A
+// larger limit here would accept a request whose run can only fail.
+const MaxScript = 128<<10 - 1
 
 // Options describe where and how the script would run.
 type Options struct {

@@ -42,6 +42,15 @@ want xxd xxd
 want ed ed
 want openssh-client ssh
 want bsdextrautils hexdump
+# make deb and make test-vm: lintian on the package; debootstrap, an ext4
+# image and qemu (software emulation) for the systemd VM.
+want lintian lintian
+want debootstrap debootstrap
+want qemu-system-x86 qemu-system-x86_64
+want qemu-utils qemu-img
+# The fleet test: journald's own upload and receiver.
+want systemd-journal-remote /lib/systemd/systemd-journal-remote /lib/systemd/systemd-journal-upload
+want iproute2 ip
 
 [ ${#need[@]} -gt 0 ] || exit 0
 if [ "$(id -u)" != 0 ]; then

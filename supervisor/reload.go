@@ -34,9 +34,29 @@ const (
 // removed. An agent whose profile is removed is refused from then on; its
 // runs already going continue to their own limits, under the profile they
 // started with.
+//
+// The hooks WatchProfiles was given (sd_notify RELOADING=1 and READY=1)
+// run around it, so a reload over the admin socket (`systemctl reload`
+// runs `execgate reload`) tells systemd as a SIGHUP does.
 func (s *Server) ReloadAndReport(trigger string) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	if h := s.reloadHooks.before; h != nil {
+		h(trigger)
+	}
+	err := s.reloadAndReport(trigger)
+	if h := s.reloadHooks.after; h != nil {
+		h(trigger, err)
+	}
+	return err
+}
+
+type reloadHooks struct {
+	before func(trigger string)
+	after  func(trigger string, err error)
+}
+
+func (s *Server) reloadAndReport(trigger string) error {
 	prev := s.reg.Load()
 	err := s.Reload()
 	cur := s.reg.Load()
@@ -86,8 +106,9 @@ type ReloadOptions struct {
 	MaxDelay time.Duration
 	// Retry is how often a missing agents dir is looked for (default 1s).
 	Retry time.Duration
-	// Before and After run around each reload (sd_notify RELOADING=1 and
-	// READY=1); After gets Reload's error.
+	// Before and After run around each reload from then on, whatever
+	// its trigger: signal, files, the admin socket, a remembered approval
+	// (sd_notify RELOADING=1 and READY=1); After gets Reload's error.
 	Before func(trigger string)
 	After  func(trigger string, err error)
 }
@@ -127,6 +148,9 @@ func (s *Server) WatchProfiles(ctx context.Context, o ReloadOptions) (*ProfileWa
 	if err != nil {
 		return nil, fmt.Errorf("watch profiles: %w", err)
 	}
+	s.reloadMu.Lock()
+	s.reloadHooks = reloadHooks{before: o.Before, after: o.After}
+	s.reloadMu.Unlock()
 	pw := &ProfileWatcher{s: s, dir: filepath.Clean(s.cfg.AgentsDir), o: o, w: w, done: make(chan struct{})}
 	if err := pw.add(); err != nil {
 		s.note(audit.New(audit.EventError, audit.PriWarning, "profile watch: "+err.Error()+" (retrying)").
@@ -167,15 +191,8 @@ func (pw *ProfileWatcher) relevant(ev fsnotify.Event) bool {
 }
 
 func (pw *ProfileWatcher) reload(trigger string) {
-	if pw.o.Before != nil {
-		pw.o.Before(trigger)
-	}
-	err := pw.s.ReloadAndReport(trigger)
-	if err != nil {
+	if err := pw.s.ReloadAndReport(trigger); err != nil {
 		pw.s.logf("reload: %v", err)
-	}
-	if pw.o.After != nil {
-		pw.o.After(trigger, err)
 	}
 }
 

@@ -128,6 +128,19 @@ func TestWatchProfiles(t *testing.T) {
 		t.Errorf("signal reload: %v", r.Fields)
 	}
 
+	// A reload of another trigger (the admin socket's) runs the hooks
+	// too: `systemctl reload` goes that way and must see RELOADING=1 and
+	// READY=1 like a SIGHUP.
+	if err := s.ReloadAndReport("admin uid 0"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if got := strings.Join(events[len(events)-2:], "|"); got != "before admin uid 0|after admin uid 0" {
+		t.Errorf("admin reload hooks: %q", events)
+	}
+	mu.Unlock()
+	waitReload(t, "the admin reload's record", func() bool { return nReloads() == 3 })
+
 	// The directory replaced: removed (every agent goes), then made again
 	// (the watch comes back and the agents with it).
 	if err := os.RemoveAll(dir); err != nil {

@@ -286,7 +286,8 @@ func (q *request) endRecord(f *refusal) *audit.Record {
 		SetInt(audit.FieldDurationMS, res.Duration.Milliseconds()).SetInt(audit.FieldCPUMS, res.CPU.Milliseconds()).
 		SetInt(audit.FieldMemPeak, res.MemPeak).SetInt(audit.FieldStdoutBytes, res.StdoutBytes).
 		SetInt(audit.FieldStderrBytes, res.StderrBytes).Set(audit.FieldTimedOut, boolStr(res.TimedOut)).
-		Set(audit.FieldTruncated, boolStr(res.Truncated)).Set(audit.FieldCgroup, res.Cgroup)
+		Set(audit.FieldTruncated, boolStr(res.Truncated)).Set(audit.FieldOOMKilled, boolStr(res.OOMKilled)).
+		Set(audit.FieldCgroup, res.Cgroup)
 }
 
 func exitEvent(id string, res *sandbox.Result) api.Event {

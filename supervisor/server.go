@@ -56,6 +56,9 @@ type Server struct {
 	// admin, a remembered approval) from overlapping, so that each reload
 	// record's added and removed lists are exact.
 	reloadMu sync.Mutex
+	// reloadHooks run around every reload, whatever its trigger (set by
+	// WatchProfiles; guarded by reloadMu).
+	reloadHooks reloadHooks
 
 	mu       sync.Mutex
 	runs     map[string]*runState

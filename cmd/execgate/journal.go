@@ -21,10 +21,17 @@ import (
 	"github.com/execgate/execgate/systemd/journal"
 )
 
-// exitReadError: execgate journal could not read the records.
-const exitReadError = 1
+// Exit codes of execgate journal, besides exitOK and exitUsage.
+const (
+	// exitReadError: the records (or a file to verify) could not be read.
+	exitReadError = 1
+	// exitChainBroken: --verify found the file's chain broken, or the
+	// noted --head missing.
+	exitChainBroken = 4
+)
 
-const journalUsage = "journal [-f] [--agent A] [--decision D] [--event E] [--id RUN] [--since T] [-n N] [-o short|json] [--file PATH | --directory DIR]"
+const journalUsage = "journal [-f] [--agent A] [--decision D] [--event E] [--id RUN] [--since T] [-n N] [-o short|json] [--file PATH | --directory DIR]\n" +
+	"  execgate journal --verify [--head HASH] --file PATH [--file PATH...]"
 
 var (
 	decisions = []string{"allow", "deny", "ask", "approved", "rejected", "expired"}
@@ -45,12 +52,18 @@ type journalArgs struct {
 	opts      audit.ReadOptions
 	jsonOut   bool
 	file, dir string
+	verify    bool
+	files     []string // --verify: the files, oldest first
+	head      string   // --verify --head
 }
 
 func runJournalContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ja, code := parseJournalArgs(args, stderr)
 	if code != exitOK {
 		return code
+	}
+	if ja.verify {
+		return runJournalVerify(ja, stdout, stderr)
 	}
 	var seq iter.Seq2[*audit.Entry, error]
 	if ja.file != "" {
@@ -83,30 +96,65 @@ func runJournalContext(ctx context.Context, args []string, stdout, stderr io.Wri
 	return exitOK
 }
 
-// parseJournalArgs reads the flags; a code other than exitOK is the usage
-// error already said on stderr.
-func parseJournalArgs(args []string, stderr io.Writer) (journalArgs, int) {
+// fileList is a --file flag that may be given more than once.
+type fileList []string
+
+func (l *fileList) String() string     { return strings.Join(*l, ",") }
+func (l *fileList) Set(v string) error { *l = append(*l, v); return nil }
+
+// journalFlags are the flags as given.
+type journalFlags struct {
+	follow, verify                         bool
+	agent, decision, event, id, since, out string
+	dir, head                              string
+	lines                                  int
+	files                                  fileList
+	set                                    map[string]bool
+}
+
+func journalFlagSet(stderr io.Writer, jf *journalFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("journal", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: execgate "+journalUsage)
 		fs.PrintDefaults()
+		fmt.Fprintln(stderr, journalVerifyHelp)
 	}
-	var follow bool
-	fs.BoolVar(&follow, "f", false, "follow: print new records as they are written, until interrupted")
-	fs.BoolVar(&follow, "follow", false, "same as -f")
-	agent := fs.String("agent", "", "only this agent's records")
-	decision := fs.String("decision", "", "only records with this decision: "+strings.Join(decisions, ", "))
-	event := fs.String("event", "", "only this event: request, decision, approval, start, exec, end, admin, reload, error")
-	id := fs.String("id", "", "only the records of this run id")
-	since := fs.String("since", "", "only records at or after this time: 2025-06-01 18:22:25, 18:22, today, yesterday, -1h, @UNIX, RFC 3339")
-	lines := fs.Int("n", -1, "only the last N matching records to start with (default: all, or 10 with -f and no --since)")
-	out := fs.String("o", "short", "output: short (one line per decision) or json (the records as JSON lines)")
-	file := fs.String("file", "", "read this JSONL audit file instead of journald (the daemon's --audit file:PATH)")
-	dir := fs.String("directory", "", "read the journal files in this directory (journalctl --directory)")
+	fs.BoolVar(&jf.follow, "f", false, "follow: print new records as they are written, until interrupted")
+	fs.BoolVar(&jf.follow, "follow", false, "same as -f")
+	fs.StringVar(&jf.agent, "agent", "", "only this agent's records")
+	fs.StringVar(&jf.decision, "decision", "", "only records with this decision: "+strings.Join(decisions, ", "))
+	fs.StringVar(&jf.event, "event", "", "only this event: request, decision, approval, start, exec, end, admin, reload, error")
+	fs.StringVar(&jf.id, "id", "", "only the records of this run id")
+	fs.StringVar(&jf.since, "since", "", "only records at or after this time: 2025-06-01 18:22:25, 18:22, today, yesterday, -1h, @UNIX, RFC 3339")
+	fs.IntVar(&jf.lines, "n", -1, "only the last N matching records to start with (default: all, or 10 with -f and no --since)")
+	fs.StringVar(&jf.out, "o", "short", "output: short (one line per decision; with the host for journald's records) or json (the records as JSON lines)")
+	fs.Var(&jf.files, "file", "read the JSONL audit file `PATH` instead of journald (the daemon's --audit file:PATH); with --verify, repeat it for rotated files, oldest first")
+	fs.StringVar(&jf.dir, "directory", "", "read the journal files in this directory (journalctl --directory)")
+	fs.BoolVar(&jf.verify, "verify", false, "check the JSONL file's hash chain (EXECGATE_PREV) instead of printing records: exit 0 and a summary ending in head=HASH when intact, 4 when broken")
+	fs.StringVar(&jf.head, "head", "", "with --verify: a head `HASH` printed earlier (head=HASH), which must still be in the chain: catches records cut from the end")
+	return fs
+}
+
+// journalVerifyHelp ends the usage text.
+const journalVerifyHelp = `
+--verify checks that no line of the audit file was changed, removed, inserted
+or moved: each record's EXECGATE_PREV is the SHA-256 of the record line before
+it. A chain alone cannot show records cut from the end of the file: note the
+head=HASH the summary prints (ship it off the host) and pass it back as --head.
+Exit status: 0 intact, 1 a file could not be read, 2 usage, 4 chain broken or
+--head not found. For journald, use journald's Forward Secure Sealing:
+journalctl --setup-keys, then journalctl --verify --verify-key=KEY.`
+
+// parseJournalArgs reads the flags; a code other than exitOK is the usage
+// error already said on stderr.
+func parseJournalArgs(args []string, stderr io.Writer) (journalArgs, int) {
+	jf := journalFlags{set: map[string]bool{}}
+	fs := journalFlagSet(stderr, &jf)
 	if err := fs.Parse(args); err != nil {
 		return journalArgs{}, exitUsage
 	}
+	fs.Visit(func(f *flag.Flag) { jf.set[f.Name] = true })
 	usageErr := func(format string, a ...any) (journalArgs, int) {
 		fmt.Fprintf(stderr, "execgate journal: "+format+"\n", a...)
 		fmt.Fprintln(stderr, "usage: execgate "+journalUsage)
@@ -115,36 +163,104 @@ func parseJournalArgs(args []string, stderr io.Writer) (journalArgs, int) {
 	if fs.NArg() != 0 {
 		return usageErr("unexpected argument %q", fs.Arg(0))
 	}
-	if *out != "short" && *out != "json" {
-		return usageErr("-o %s: want short or json", *out)
+	if jf.verify || jf.head != "" {
+		return parseJournalVerify(&jf, usageErr)
 	}
-	if *file != "" && *dir != "" {
+	if len(jf.files) > 1 {
+		return usageErr("--file given %d times: several files only with --verify", len(jf.files))
+	}
+	if jf.out != "short" && jf.out != "json" {
+		return usageErr("-o %s: want short or json", jf.out)
+	}
+	if len(jf.files) > 0 && jf.dir != "" {
 		return usageErr("--file and --directory exclude each other")
 	}
-	f, err := journalFilter(*agent, *id, *decision, *event, *since)
+	f, err := journalFilter(jf.agent, jf.id, jf.decision, jf.event, jf.since)
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	n := *lines
+	n := jf.lines
 	switch {
 	case n < -1:
 		return usageErr("-n %d: want a count of records", n)
-	case n == -1 && follow && f.Since.IsZero():
+	case n == -1 && jf.follow && f.Since.IsZero():
 		n = 10
 	case n == -1:
 		n = 0
 	case n == 0:
 		return usageErr("-n 0: want at least 1")
 	}
-	ja := journalArgs{opts: audit.ReadOptions{Filter: f, Follow: follow, Lines: n}, jsonOut: *out == "json", dir: *dir}
-	if *file != "" {
-		path, err := filepath.Abs(*file)
+	ja := journalArgs{opts: audit.ReadOptions{Filter: f, Follow: jf.follow, Lines: n}, jsonOut: jf.out == "json", dir: jf.dir}
+	if len(jf.files) > 0 {
+		path, err := filepath.Abs(jf.files[0])
 		if err != nil {
 			return usageErr("--file: %v", err)
 		}
 		ja.file = path
 	}
 	return ja, exitOK
+}
+
+// parseJournalVerify checks the flags of --verify.
+func parseJournalVerify(jf *journalFlags, usageErr func(string, ...any) (journalArgs, int)) (journalArgs, int) {
+	if !jf.verify {
+		return usageErr("--head goes with --verify")
+	}
+	if len(jf.files) == 0 {
+		where := "journalctl --verify"
+		if jf.dir != "" {
+			where = "journalctl --verify --directory " + jf.dir
+		}
+		return usageErr("--verify checks the hash chain of a JSONL audit file: give it with --file PATH. "+
+			"journald's records are sealed by journald itself: with Forward Secure Sealing (journalctl --setup-keys), check them with %s --verify-key=KEY", where)
+	}
+	for _, name := range []string{"f", "follow", "agent", "decision", "event", "id", "since", "n", "o", "directory"} {
+		if jf.set[name] {
+			return usageErr("--verify checks every line of the file: it takes no -%s", name)
+		}
+	}
+	ja := journalArgs{verify: true}
+	if jf.head != "" {
+		h := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(jf.head)), "head=")
+		if _, err := audit.ParseHead(h); err != nil {
+			return usageErr("--head: %v", err)
+		}
+		ja.head = h
+	}
+	for _, f := range jf.files {
+		path, err := filepath.Abs(f)
+		if err != nil {
+			return usageErr("--file: %v", err)
+		}
+		ja.files = append(ja.files, path)
+	}
+	return ja, exitOK
+}
+
+// runJournalVerify is `execgate journal --verify`: the findings on
+// stderr, the summary on stdout when the chain is intact (on stderr when
+// not).
+func runJournalVerify(ja journalArgs, stdout, stderr io.Writer) int {
+	res, err := audit.VerifyFiles(ja.files, audit.VerifyOptions{Head: ja.head})
+	if err != nil {
+		fmt.Fprintf(stderr, "execgate journal: --verify: %v\n", err)
+		return exitReadError
+	}
+	for _, f := range res.Findings {
+		fmt.Fprintf(stderr, "execgate journal: %s\n", f)
+	}
+	if res.Omitted > 0 {
+		fmt.Fprintf(stderr, "execgate journal: ... and %d more findings\n", res.Omitted)
+	}
+	if !res.Intact() {
+		fmt.Fprintf(stderr, "execgate journal: %s\n", res.Summary())
+		return exitChainBroken
+	}
+	if _, err := fmt.Fprintln(stdout, res.Summary()); err != nil {
+		fmt.Fprintf(stderr, "execgate journal: write output: %v\n", err)
+		return exitReadError
+	}
+	return exitOK
 }
 
 // journalFilter checks and assembles the record filter of the flags.
@@ -197,9 +313,17 @@ func journalHint(file, dir string) string {
 //
 //	18:22:25 flow DENY git checkout flow/a11y-badge-recordings [flow.toml:14]
 //
-// (local time, agent, decision, argv, rule). Records without a decision
-// give no line. Everything that came from outside (argv, agent, rule) is
-// escaped, so a crafted argument cannot forge or break lines.
+// (local time, agent, decision, argv, rule). A record from journald
+// carries the host it was logged on (_HOSTNAME): like journalctl's short
+// output, the line then names it after the time, which tells apart the
+// hosts of a journal gathered by systemd-journal-remote:
+//
+//	18:22:25 hostA flow DENY git checkout flow/a11y-badge-recordings [flow.toml:14]
+//
+// The JSONL file's records have no host and keep the first form. Records
+// without a decision give no line. Everything that came from outside
+// (argv, agent, rule, host) is escaped, so a crafted argument cannot
+// forge or break lines.
 func journalShortLine(r *audit.Record) (string, bool) {
 	d := r.Fields[audit.FieldDecision]
 	if d == "" {
@@ -212,6 +336,10 @@ func journalShortLine(r *audit.Record) (string, bool) {
 	var b strings.Builder
 	b.WriteString(r.Time.Local().Format("15:04:05"))
 	b.WriteByte(' ')
+	if host := r.Fields[audit.FieldHostname]; host != "" {
+		b.WriteString(journalEscape(host))
+		b.WriteByte(' ')
+	}
 	b.WriteString(journalEscape(agent))
 	b.WriteByte(' ')
 	b.WriteString(journalEscape(strings.ToUpper(d)))

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,6 +240,17 @@ func TestShortLineFallbacks(t *testing.T) {
 	if _, ok := journalShortLine(audit.New(audit.EventEnd, audit.PriInfo, "end")); ok {
 		t.Error("a record without a decision gave a short line")
 	}
+	// A record from journald shows its host, escaped like the rest.
+	r = journalDecision("flow", "deny", "flow.toml:14", "git", "push")
+	r.Time = time.Date(2025, 6, 1, 18, 22, 25, 0, time.Local)
+	r.Fields[audit.FieldHostname] = "hostA"
+	if got, _ := journalShortLine(r); got != "18:22:25 hostA flow DENY git push [flow.toml:14]" {
+		t.Errorf("with a host: %q", got)
+	}
+	r.Fields[audit.FieldHostname] = "evil\n18:00:00 x"
+	if got, _ := journalShortLine(r); got != `18:22:25 "evil\n18:00:00 x" flow DENY git push [flow.toml:14]` {
+		t.Errorf("with a crafted host: %q", got)
+	}
 }
 
 // TestJournalJournald runs execgate journal against a real journald (in
@@ -268,10 +282,15 @@ func TestJournalJournald(t *testing.T) {
 		return l + "\n"
 	}
 	l1, l3, l4 := line(stored[0]), line(stored[2]), line(stored[3])
-	if want := stored[0].Time.Local().Format("15:04:05") + " flow DENY git checkout flow/a11y-badge-recordings [flow.toml:14]\n"; l1 != want {
+	// journald's records name their host, as journalctl's short output does.
+	host, _ := os.Hostname()
+	if h := stored[0].Fields[audit.FieldHostname]; h != host || h == "" {
+		t.Fatalf("_HOSTNAME = %q, want %q", h, host)
+	}
+	if want := stored[0].Time.Local().Format("15:04:05") + " " + host + " flow DENY git checkout flow/a11y-badge-recordings [flow.toml:14]\n"; l1 != want {
 		t.Fatalf("short line %q, want %q", l1, want)
 	}
-	if want := stored[3].Time.Local().Format("15:04:05") + " other DENY rm -rf /\n"; l4 != want {
+	if want := stored[3].Time.Local().Format("15:04:05") + " " + host + " other DENY rm -rf /\n"; l4 != want {
 		t.Fatalf("short line %q, want %q", l4, want)
 	}
 	// A record stamped strictly later than the first four, for --since.
@@ -315,7 +334,7 @@ func TestJournalJournald(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("-o json line %q: %v", l, err)
 		}
-		if m["EXECGATE_AGENT"] != "flow" || m["SYSLOG_IDENTIFIER"] != "execgated" || m["__CURSOR"] == nil || m["_PID"] == nil {
+		if m["EXECGATE_AGENT"] != "flow" || m["EXECGATE_EVENT"] == nil || m["SYSLOG_IDENTIFIER"] != "execgated" || m["__CURSOR"] == nil || m["_PID"] == nil || m["_HOSTNAME"] != host {
 			t.Errorf("-o json line %s", l)
 		}
 	}
@@ -332,7 +351,7 @@ func TestJournalJournald(t *testing.T) {
 	write(journalDecision("flow", "allow", "flow.toml:20", "npm", "test")) // filtered out
 	write(journalDecision("other", "deny", "other.toml:9", "curl", "http://x"))
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.HasSuffix(f.out.String(), " other DENY curl http://x [other.toml:9]\n") {
+	for !strings.HasSuffix(f.out.String(), " "+host+" other DENY curl http://x [other.toml:9]\n") {
 		if time.Now().After(deadline) {
 			t.Fatalf("follow printed %q", f.out.String())
 		}
@@ -343,4 +362,76 @@ func TestJournalJournald(t *testing.T) {
 	}
 	cancel()
 	f.wait(t)
+}
+
+// TestJournalVerify: execgate journal --verify's exit codes and messages.
+func TestJournalVerify(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	s, err := audit.NewFileSink(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if err := s.Write(journalDecision("flow", "deny", "flow.toml:14", "git", "push", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	raw, _ := os.ReadFile(path)
+	lines := strings.SplitAfter(string(raw), "\n")[:6]
+	sum := func(l string) string {
+		h := sha256.Sum256([]byte(strings.TrimSuffix(l, "\n")))
+		return hex.EncodeToString(h[:])
+	}
+	head := sum(lines[5])
+	variant := func(name string, ls ...string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(strings.Join(ls, "")), 0o640)
+		return p
+	}
+	edited := variant("edited.jsonl", lines[0], lines[1], strings.Replace(lines[2], "push", "pull", 1), lines[3], lines[4], lines[5])
+	cut := variant("cut.jsonl", lines[:4]...)
+	older, newer := variant("audit.jsonl.1", lines[:3]...), variant("audit.jsonl.2", lines[3:]...)
+
+	for _, c := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // exact
+		stderr string // contained
+	}{
+		{"intact", []string{"--verify", "--file", path}, 0,
+			"intact: 6 records (seq 1-6) in " + path + ", from genesis, head=" + head + "\n", ""},
+		{"noted head", []string{"--verify", "--head", "head=" + strings.ToUpper(sum(lines[3])), "--file", path}, 0,
+			"intact: 6 records (seq 1-6) in " + path + ", from genesis, noted head at " + path + ":4 with 2 records after it, head=" + head + "\n", ""},
+		{"edited", []string{"--verify", "--file", edited}, 4, "",
+			"execgate journal: " + edited + ":4: chain broken: EXECGATE_PREV is not the hash of line 3, the record before it: line 3 was changed after this record was written"},
+		{"edited summary", []string{"--verify", "--file", edited}, 4, "", "execgate journal: BROKEN (1 break): 6 records (seq 1-6) in " + edited},
+		{"cut, no head", []string{"--verify", "--file", cut}, 0, "intact: 4 records (seq 1-4) in " + cut + ", from genesis, head=" + sum(lines[3]) + "\n", ""},
+		{"cut, head", []string{"--verify", "--head", head, "--file", cut}, 4, "",
+			"execgate journal: chain broken: the noted head " + head + " is not the hash of any record: records were cut from the end (truncated)"},
+		{"rotated file alone", []string{"--verify", "--file", newer}, 0,
+			"intact: 3 records (seq 4-6) in " + newer + ", from an earlier file (first EXECGATE_PREV " + sum(lines[2]) + "), head=" + head + "\n",
+			"execgate journal: " + newer + ":1: note: the chain starts in an earlier file"},
+		{"rotated files", []string{"--verify", "--head", head, "--file", older, "--file", newer}, 0,
+			"intact: 6 records (seq 1-6) in 2 files, from genesis, noted head at " + newer + ":3 with 0 records after it, head=" + head + "\n", ""},
+		{"rotated files, wrong order", []string{"--verify", "--file", newer, "--file", older}, 4, "", "chain broken"},
+		{"missing file", []string{"--verify", "--file", filepath.Join(dir, "missing")}, 1, "", "no such file"},
+		{"journald", []string{"--verify"}, 2, "", "journalctl --setup-keys), check them with journalctl --verify --verify-key=KEY"},
+		{"journal directory", []string{"--verify", "--directory", "/var/log/journal/remote"}, 2, "", "journalctl --verify --directory /var/log/journal/remote --verify-key=KEY"},
+		{"head without verify", []string{"--head", head, "--file", path}, 2, "", "--head goes with --verify"},
+		{"bad head", []string{"--verify", "--head", "abc", "--file", path}, 2, "", `--head: head "abc": want 64 hex digits`},
+		{"verify with a filter", []string{"--verify", "--agent", "flow", "--file", path}, 2, "", "it takes no -agent"},
+		{"verify -f", []string{"--verify", "-f", "--file", path}, 2, "", "it takes no -f"},
+		{"verify -o", []string{"--verify", "-o", "json", "--file", path}, 2, "", "it takes no -o"},
+		{"two files without verify", []string{"--file", older, "--file", newer}, 2, "", "several files only with --verify"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, errOut, code := journalCmd(t, c.args...)
+			if code != c.code || out != c.stdout || !strings.Contains(errOut, c.stderr) || (c.stderr == "" && errOut != "") {
+				t.Errorf("journal %q: exit %d (want %d)\nstdout: %q\nwant:   %q\nstderr: %s\nwant it to contain %q", c.args, code, c.code, out, c.stdout, errOut, c.stderr)
+			}
+		})
+	}
 }

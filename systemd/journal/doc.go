@@ -26,4 +26,18 @@
 // Filters are applied twice: as journalctl matches (so journald does the
 // work) and again in Go (so both the journal and the file give exactly
 // the same answer, and --since is exact below the second).
+//
+// Following (-f) is not one journalctl --follow: over several journal
+// files (a collector's, one per host, from systemd-journal-remote) it
+// prints one merged time order and never shows a record stored after a
+// newer one of another host was printed (a lagging host's; systemd
+// issues #359 and #14911), and it implies --boot: only the boot of the
+// journal's newest record, one host's. Read reads the stored records
+// with one journalctl, then runs one journalctl --merge --follow
+// _MACHINE_ID=ID per machine (listed with --field=_MACHINE_ID, again
+// every second for hosts that come later), each starting after the
+// cursor of the last record of its machine already read (see Read).
+// Each takes an inotify instance: a collector of more hosts than
+// fs.inotify.max_user_instances allows (128 by default) fails the
+// follow with journalctl's error.
 package journal

@@ -560,7 +560,16 @@ func TestArgs(t *testing.T) {
 		ReadOptions: audit.ReadOptions{Filter: audit.Filter{Agent: "flow", Decision: "deny", Since: since}, Follow: true},
 		Directory:   "/d", Files: []string{"/f1", "/f2"},
 	}), " ")
-	want := "-o json --all -q --no-pager --directory=/d --file=/f1 --file=/f2 --since=@1748800945 --lines=all --follow SYSLOG_IDENTIFIER=execgated EXECGATE_AGENT=flow EXECGATE_DECISION=deny"
+	// With Follow, Args is the read of the records already stored, the
+	// same as without: Read follows each machine with calls of its own.
+	want := "-o json --all -q --no-pager --directory=/d --file=/f1 --file=/f2 --since=@1748800945 SYSLOG_IDENTIFIER=execgated EXECGATE_AGENT=flow EXECGATE_DECISION=deny"
+	if got != want {
+		t.Errorf("Args:\n%s\nwant\n%s", got, want)
+	}
+	got = strings.Join(journal.Args(journal.ReadOptions{
+		ReadOptions: audit.ReadOptions{Filter: audit.Filter{ID: "x"}, Follow: true, Lines: 10},
+	}), " ")
+	want = "-o json --all -q --no-pager --lines=10 SYSLOG_IDENTIFIER=execgated EXECGATE_ID=x"
 	if got != want {
 		t.Errorf("Args:\n%s\nwant\n%s", got, want)
 	}
