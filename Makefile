@@ -80,6 +80,8 @@ bench: deps build
 	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchEndToEnd$$' -v ./integration/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok ' -e '^ *id '
 	@echo "== exec check and confirmation, per exec (medians of interleaved rounds)"
 	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchConfirm$$' -v ./supervisor/execwatch/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
+	@echo "== the JSONL audit file: a chained, fsync'd record against a direct append + fsync (medians of interleaved rounds)"
+	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchChainedWrite$$' -v ./audit/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
 	@echo "== runtime exec check (medians of interleaved rounds)"
 	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchExecCheck$$' -v ./supervisor/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok ' 
 

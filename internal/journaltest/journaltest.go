@@ -601,24 +601,7 @@ func query(matches []string) ([]*audit.Record, error) {
 			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-	defer cancel()
-	out, err := journalctl(ctx, append([]string{"-q", "-o", "json", "--all"}, matches...)...)
-	if err != nil {
-		return nil, err
-	}
-	var recs []*audit.Record
-	dec := audit.NewDecoder(bytes.NewReader(out), "journalctl")
-	for {
-		e, err := dec.Next()
-		if errors.Is(err, io.EOF) {
-			return recs, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, e.Record)
-	}
+	return ReadJournal(matches...)
 }
 
 // WaitFor polls Query until at least n records match, and returns them;
