@@ -29,7 +29,7 @@ deps:
 FUNCLEN_MAX  ?= 80
 # errcheck (scripts/errcheck.sh) over the packages that hold the rule
 # "a record before an action must succeed; a note may fail".
-ERRCHECK_PKGS := ./supervisor ./api ./client ./cmd/execgate ./cmd/egsh ./audit
+ERRCHECK_PKGS := ./supervisor ./api ./client ./cmd/execgate ./cmd/egsh ./audit ./systemd/...
 FUNCLEN_PKGS := ./supervisor ./supervisor/sandbox ./supervisor/execwatch ./policy ./shellparse ./cmd/execgated ./cmd/egsh ./cmd/execgate ./audit ./systemd/journal
 vet:
 	$(GO) vet ./...

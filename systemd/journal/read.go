@@ -155,7 +155,7 @@ func (c command) run(ctx context.Context, follow bool, each func(*audit.Entry, e
 	}
 	stopped, rerr := decode(stdout, each)
 	if stopped || rerr != nil {
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill() // it may have exited already; Wait reports how it ended
 	}
 	werr := cmd.Wait()
 	switch {

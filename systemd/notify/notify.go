@@ -131,11 +131,13 @@ func (n *Notifier) Run(ctx context.Context, status func() string, statusEvery ti
 		case <-wd:
 			s := status()
 			n.mu.Lock()
-			n.send(daemon.SdNotifyWatchdog)
+			// A ping or status systemd does not take has no one to be
+			// reported to; a missing ping is what the watchdog is for.
+			_ = n.send(daemon.SdNotifyWatchdog)
 			n.mu.Unlock()
-			n.Status(s)
+			_ = n.Status(s)
 		case <-st.C:
-			n.Status(status())
+			_ = n.Status(status())
 		}
 	}
 }
