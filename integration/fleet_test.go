@@ -115,8 +115,8 @@ func TestFleetJournal(t *testing.T) {
 		{h: journaltest.NewHost(t, "fleet-b", binds), addr: "10.77.0.3"},
 	}
 	a, b := senders[0], senders[1]
-	if a.h.MachineID == b.h.MachineID {
-		t.Fatal("the senders share a machine id")
+	if a.h.MachineID == b.h.MachineID || a.h.BootID == b.h.BootID {
+		t.Fatal("the senders share a machine id or a boot")
 	}
 	for _, s := range senders {
 		journaltest.Link(t, collector, s.h, fleetCollectorAddr, s.addr)
@@ -205,8 +205,9 @@ func TestFleetJournal(t *testing.T) {
 			t.Errorf("remote-%s.journal is empty", s.addr)
 		}
 		for _, r := range recs {
-			if r.Fields["_HOSTNAME"] != s.h.Name || r.Fields["_MACHINE_ID"] != s.h.MachineID {
-				t.Errorf("remote-%s.journal holds a record of _HOSTNAME=%q _MACHINE_ID=%q, want %s's: %q", s.addr, r.Fields["_HOSTNAME"], r.Fields["_MACHINE_ID"], s.h.Name, r.Message)
+			if r.Fields["_HOSTNAME"] != s.h.Name || r.Fields["_MACHINE_ID"] != s.h.MachineID || r.Fields["_BOOT_ID"] != s.h.BootID {
+				t.Errorf("remote-%s.journal holds a record of _HOSTNAME=%q _MACHINE_ID=%q _BOOT_ID=%q, want %s's: %q", s.addr,
+					r.Fields["_HOSTNAME"], r.Fields["_MACHINE_ID"], r.Fields["_BOOT_ID"], s.h.Name, r.Message)
 			}
 		}
 	}

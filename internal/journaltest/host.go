@@ -26,7 +26,7 @@ import (
 // A Host is a machine of a simulated fleet on this one kernel: a process
 // (the anchor) holding a network namespace, a UTS namespace with the
 // host's own hostname and a private mount namespace with a tmpfs on /run
-// and its own /etc/machine-id, and optionally a systemd-journald of its
+// and its own /etc/machine-id and boot id, and optionally a systemd-journald of its
 // own in there. Everything the test runs on the host (Command, Start,
 // Wrap) joins the anchor's namespaces with nsenter(1), so a daemon there
 // writes to that host's journald, and journald stamps _HOSTNAME and
@@ -47,6 +47,7 @@ import (
 type Host struct {
 	Name      string // its hostname (also the journal's _HOSTNAME)
 	MachineID string // its /etc/machine-id (the journal's _MACHINE_ID)
+	BootID    string // its boot id (the journal's _BOOT_ID), 32 hex digits
 	Dir       string // its directory, same path inside and out
 
 	t       testing.TB
@@ -93,6 +94,7 @@ done
 mkdir -p /run/log/journal /run/systemd/journald.conf.d
 mount --bind "$dir/journal" /run/log/journal
 mount --bind "$dir/machine-id" /etc/machine-id
+mount --bind "$dir/boot_id" /proc/sys/kernel/random/boot_id
 for d in /var/log/journal /etc/systemd/journald.conf.d; do
 	if [ -d "$d" ]; then mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$d"; fi
 done
@@ -118,14 +120,22 @@ func NewHost(t testing.TB, name string, opts HostOptions) *Host {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
-	var id [16]byte
+	var id, boot [16]byte
 	rand.Read(id[:])
-	h := &Host{Name: name, MachineID: hex.EncodeToString(id[:]), Dir: dir, t: t, nsenter: nsenter}
+	rand.Read(boot[:])
+	h := &Host{Name: name, MachineID: hex.EncodeToString(id[:]), BootID: hex.EncodeToString(boot[:]), Dir: dir, t: t, nsenter: nsenter}
 	t.Cleanup(h.cleanup)
 	if err := os.Mkdir(filepath.Join(dir, "journal"), 0o2755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "machine-id"), []byte(h.MachineID+"\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	// Its own boot too, as real hosts have: journalctl -f without --merge
+	// follows only the newest record's boot, which one shared boot id
+	// would hide. The kernel's file reads as a dashed UUID.
+	b := h.BootID
+	if err := os.WriteFile(filepath.Join(dir, "boot_id"), []byte(b[:8]+"-"+b[8:12]+"-"+b[12:16]+"-"+b[16:20]+"-"+b[20:]+"\n"), 0o444); err != nil {
 		t.Fatal(err)
 	}
 
@@ -350,9 +360,9 @@ func (h *Host) startJournald() {
 		}
 		if sent {
 			if recs, err := h.query([]string{probeField + "=" + probe}); err == nil && len(recs) > 0 {
-				if recs[0].Fields["_HOSTNAME"] != h.Name || recs[0].Fields["_MACHINE_ID"] != h.MachineID {
-					h.t.Fatalf("journaltest: host %s: journald stamps _HOSTNAME=%q _MACHINE_ID=%q, want %q %q", h.Name,
-						recs[0].Fields["_HOSTNAME"], recs[0].Fields["_MACHINE_ID"], h.Name, h.MachineID)
+				if f := recs[0].Fields; f["_HOSTNAME"] != h.Name || f["_MACHINE_ID"] != h.MachineID || f["_BOOT_ID"] != h.BootID {
+					h.t.Fatalf("journaltest: host %s: journald stamps _HOSTNAME=%q _MACHINE_ID=%q _BOOT_ID=%q, want %q %q %q", h.Name,
+						f["_HOSTNAME"], f["_MACHINE_ID"], f["_BOOT_ID"], h.Name, h.MachineID, h.BootID)
 				}
 				return
 			}
