@@ -192,7 +192,7 @@ func isolate(t *testing.T, journald bool) bool {
 		}
 		args = append(args, "-test.timeout="+left.String())
 	}
-	var out lockedBuffer
+	var out LockedBuffer
 	code, err := reexec(args, want, &out, &out)
 	output := out.String()
 	if err != nil {
@@ -646,18 +646,20 @@ func (t *tailBuffer) String() string {
 	return string(t.b)
 }
 
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer that a process's output may be copied
+// into while the test reads it.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()

@@ -227,7 +227,7 @@ func TestIsolateLeavesNothing(t *testing.T) {
 func TestCrashedChildLeavesNoJournald(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv(selftestDirEnv, dir)
-	var out lockedBuffer
+	var out LockedBuffer
 	code, err := reexec([]string{"-test.run=^TestCrashHelper$", "-test.v=true"}, "test:TestCrashHelper", &out, &out)
 	if err != nil {
 		t.Fatal(err)

@@ -35,27 +35,8 @@ type remoteHost struct {
 
 	w    io.WriteCloser
 	cmd  *exec.Cmd
-	logs lockedBuffer
+	logs journaltest.LockedBuffer
 	done chan struct{}
-}
-
-// lockedBuffer is a bytes.Buffer that a process's output may be copied
-// into while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // newRemoteHost starts host name writing to dir, with a boot id of its
