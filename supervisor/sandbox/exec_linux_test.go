@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,19 +66,26 @@ func containsSuffix(xs []string, s string) bool {
 func TestExecCheckPrivateTmp(t *testing.T) {
 	r := newRunner(t)
 	dir := workdir(t)
+	// A name of this test's own: a /tmp/x someone else left on the host
+	// would otherwise read as a leak.
+	name := fmt.Sprintf("/tmp/execgate-privtmp-%d", os.Getpid())
+	if _, err := os.Lstat(name); err == nil {
+		t.Fatalf("%s exists on the host before the run", name)
+	}
 	var got string
-	spec := newSpec(t, dir, `cp /bin/true /tmp/x && /tmp/x && echo ran`)
+	spec := newSpec(t, dir, `cp /bin/true `+name+` && `+name+` && echo ran`)
 	spec.ExecCheck = execwatch.DecideFunc(func(_ context.Context, e *execwatch.Exec) error {
-		if strings.HasSuffix(e.Path, "/x") {
+		if e.Path == name {
 			got = e.Resolved
 		}
 		return nil
 	})
 	_, out, _ := runIt(t, r, spec)
-	if got != "/tmp/x" || !strings.Contains(out, "ran") {
+	if got != name || !strings.Contains(out, "ran") {
 		t.Errorf("resolved %q, output %q", got, out)
 	}
-	if _, err := os.Stat("/tmp/x"); err == nil {
+	if _, err := os.Lstat(name); err == nil {
+		os.Remove(name)
 		t.Error("the run's /tmp leaked to the host")
 	}
 }
