@@ -84,6 +84,8 @@ bench: deps build
 	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchChainedWrite$$' -v ./audit/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
 	@echo "== runtime exec check (medians of interleaved rounds)"
 	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchExecCheck$$' -v ./supervisor/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok ' 
+	@echo "== network egress: a confined run netns through the execgate proxy to 127.0.0.1 on the host vs direct: set-up and 1 GiB each way (medians of interleaved rounds; needs root)"
+	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchEgress$$' -v ./supervisor/egress/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
 
 demo: deps build
 	@scripts/demo.sh

@@ -18,10 +18,14 @@ const (
 	EventApproval Event = "approval"
 	EventStart    Event = "start"
 	EventExec     Event = "exec"
-	EventEnd      Event = "end"
-	EventAdmin    Event = "admin"
-	EventReload   Event = "reload"
-	EventError    Event = "error"
+	// A connection of a run with network.mode = "proxy": connect when it
+	// is decided, disconnect when an established one closes.
+	EventConnect    Event = "connect"
+	EventDisconnect Event = "disconnect"
+	EventEnd        Event = "end"
+	EventAdmin      Event = "admin"
+	EventReload     Event = "reload"
+	EventError      Event = "error"
 )
 
 // Journal priorities used by execgate.
@@ -72,7 +76,16 @@ const (
 	FieldOOMKilled     = "EXECGATE_OOM_KILLED" // end: 1 if the run's memory limit killed a process of it
 	FieldAborted       = "EXECGATE_ABORTED"    // end records written for runs a restart found
 	FieldAdminAction   = "EXECGATE_ADMIN_ACTION"
-	FieldLost          = "EXECGATE_AUDIT_LOST" // how many records a failing sink lost before this one
+	// Connections (connect, disconnect).
+	FieldHost     = "EXECGATE_HOST"       // the name decided, or the IP literal
+	FieldPort     = "EXECGATE_PORT"       // its port
+	FieldAddr     = "EXECGATE_ADDR"       // what was dialled: IP:PORT
+	FieldProto    = "EXECGATE_PROTO"      // how the run came: http, socks5 or transparent
+	FieldClient   = "EXECGATE_CLIENT"     // the run's end, inside its namespace
+	FieldBytesOut = "EXECGATE_BYTES_OUT"  // run to destination
+	FieldBytesIn  = "EXECGATE_BYTES_IN"   // destination to run
+	FieldError    = "EXECGATE_ERROR"      // why an allowed connection failed or ended early
+	FieldLost     = "EXECGATE_AUDIT_LOST" // how many records a failing sink lost before this one
 )
 
 // FieldHostname is journald's trusted field for the host a record was

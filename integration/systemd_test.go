@@ -695,6 +695,9 @@ const hardenedProfile = `uid = 65534
 security = "full"
 workdirs = ["WORK"]
 
+[network]
+mode = "proxy"
+
 [[rule]]
 match = "git checkout **"
 action = "deny"
@@ -767,6 +770,12 @@ func hardenedFlow(d *daemon) []string {
 	r = d.egsh(agentUID, nil, "-c", `touch ro/x 2>/dev/null && echo wrote-ro; exit 0`)
 	if r.code != 0 || len(r.stdout) != 0 {
 		bad = append(bad, fmt.Sprintf("read_only: %d %q %q", r.code, r.stdout, r.stderr))
+	}
+	// network.mode = "proxy": the run's own namespace, set up by the
+	// daemon (nftables, routes), answers names from execgate's DNS.
+	r = d.egsh(agentUID, nil, "-c", `getent ahostsv4 pkg.test | head -n 1`)
+	if r.code != 0 || !strings.HasPrefix(string(r.stdout), "198.18.0.1 ") {
+		bad = append(bad, fmt.Sprintf("proxy network: %d %q %q", r.code, r.stdout, r.stderr))
 	}
 	// The runtime exec check reads the agent's memory.
 	r = d.egsh(agentUID, nil, "-c", `G=git; $G checkout -b x; echo after`)

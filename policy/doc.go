@@ -6,4 +6,10 @@
 // The same per-invocation function serves the static layer (the whole
 // script, before anything runs) and the runtime exec check (one execve), so
 // the two layers cannot drift apart.
+//
+// Connections are decided the same way: DecideConnect applies the network
+// mode and the [[connect]] rules (deny > ask > allow, a miss is denied),
+// and CheckAddr decides the address execgate resolved before it dials it
+// (loopback, private, link-local, CGNAT, metadata ... refused unless a
+// rule names the address or private_ok lists it; see ClassifyAddr).
 package policy

@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,7 +25,18 @@ type Config struct {
 	// (no seccomp user notification): it then runs on the static layer
 	// and the sandbox alone, and says so on every start and in status.
 	AllowDegraded bool
-	Defaults      *Defaults
+	// PrivateOK is [network] private_ok: the loopback, private, link-local
+	// or CGNAT addresses and CIDRs an allowed connection may reach (a
+	// site's internal registry, a test's own hosts). A metadata address
+	// is reached only when an entry is exactly that address.
+	PrivateOK PrefixList
+	// Resolver is [network] resolver: the DNS server (an IP address and
+	// port) the daemon asks when it resolves an allowed name on the host
+	// side. The zero value means the host's /etc/resolv.conf.
+	Resolver netip.AddrPort
+	// ResolverLoc is where resolver was set (the zero Loc when it was not).
+	ResolverLoc Loc
+	Defaults    *Defaults
 }
 
 // Defaults is the [defaults] table every profile inherits.
@@ -34,18 +46,22 @@ type Defaults struct {
 }
 
 type rawConfig struct {
-	AgentsDir       *string    `toml:"agents_dir"`
-	RunDir          *string    `toml:"run_dir"`
-	StateDir        *string    `toml:"state_dir"`
-	AgentSocket     *string    `toml:"agent_socket"`
-	AdminSocket     *string    `toml:"admin_socket"`
-	Audit           *string    `toml:"audit"`
-	AdminUIDs       []int64    `toml:"admin_uids"`
-	AdminGroups     []string   `toml:"admin_groups"`
-	ApprovalTimeout *string    `toml:"approval_timeout"`
-	ApprovalCommand []string   `toml:"approval_command"`
-	AllowDegraded   bool       `toml:"allow_degraded"`
-	Defaults        rawProfile `toml:"defaults"`
+	AgentsDir       *string  `toml:"agents_dir"`
+	RunDir          *string  `toml:"run_dir"`
+	StateDir        *string  `toml:"state_dir"`
+	AgentSocket     *string  `toml:"agent_socket"`
+	AdminSocket     *string  `toml:"admin_socket"`
+	Audit           *string  `toml:"audit"`
+	AdminUIDs       []int64  `toml:"admin_uids"`
+	AdminGroups     []string `toml:"admin_groups"`
+	ApprovalTimeout *string  `toml:"approval_timeout"`
+	ApprovalCommand []string `toml:"approval_command"`
+	AllowDegraded   bool     `toml:"allow_degraded"`
+	Network         struct {
+		PrivateOK []string `toml:"private_ok"`
+		Resolver  *string  `toml:"resolver"`
+	} `toml:"network"`
+	Defaults rawProfile `toml:"defaults"`
 }
 
 // Default paths, as installed by `make install` and the systemd units.
@@ -84,26 +100,7 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 		AllowDegraded:   raw.AllowDegraded,
 		Defaults:        &Defaults{raw: raw.Defaults, f: f},
 	}
-	paths := []struct {
-		key string
-		v   *string
-		dst *string
-	}{
-		{"agents_dir", raw.AgentsDir, &c.AgentsDir},
-		{"run_dir", raw.RunDir, &c.RunDir},
-		{"state_dir", raw.StateDir, &c.StateDir},
-		{"agent_socket", raw.AgentSocket, &c.AgentSocket},
-		{"admin_socket", raw.AdminSocket, &c.AdminSocket},
-	}
-	for _, p := range paths {
-		if p.v == nil {
-			continue
-		}
-		if !filepath.IsAbs(*p.v) {
-			f.errorf(p.key, "%s = %q: want an absolute path", p.key, *p.v)
-		}
-		*p.dst = filepath.Clean(*p.v)
-	}
+	applyPaths(f, &raw, c)
 	if c.AgentSocket == "" {
 		c.AgentSocket = filepath.Join(c.RunDir, "agent.sock")
 	}
@@ -139,26 +136,72 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 		}
 		c.ApprovalCommand = raw.ApprovalCommand
 	}
+	c.PrivateOK = parsePrivateOK(f, raw.Network.PrivateOK)
+	if r := raw.Network.Resolver; r != nil {
+		c.Resolver = parseResolver(f, *r)
+		c.ResolverLoc = f.loc("network.resolver")
+	}
 	if raw.Defaults.User != nil || raw.Defaults.UID != nil {
 		f.errorf("defaults", "[defaults] cannot name an account: user and uid belong in each profile")
 	}
 	if len(f.errs) > 0 {
 		return nil, f.errs
 	}
-	// Check the defaults once through the profile code path.
-	probe := []byte("uid = 1\nworkdirs = [\"/\"]\n")
-	if _, err := ParseProfile(filepath.Join(c.AgentsDir, "defaults-check.toml"), probe, c.Defaults); err != nil {
-		var es Errors
-		for _, e := range err.(Errors) {
-			if e.Loc.File == name {
-				es = append(es, e)
-			}
-		}
-		if len(es) > 0 {
-			return nil, es
-		}
+	if es := checkDefaults(c); len(es) > 0 {
+		return nil, es
 	}
 	return c, nil
+}
+
+// checkDefaults checks the [defaults] table once through the profile code
+// path, and returns the errors located in execgate.toml.
+func checkDefaults(c *Config) Errors {
+	probe := []byte("uid = 1\nworkdirs = [\"/\"]\n")
+	_, err := ParseProfile(filepath.Join(c.AgentsDir, "defaults-check.toml"), probe, c.Defaults)
+	if err == nil {
+		return nil
+	}
+	var es Errors
+	for _, e := range err.(Errors) {
+		if e.Loc.File == c.File {
+			es = append(es, e)
+		}
+	}
+	return es
+}
+
+// parsePrivateOK reads [network] private_ok: addresses and CIDRs.
+func parsePrivateOK(f *file, entries []string) PrefixList {
+	var l PrefixList
+	for _, e := range entries {
+		pfx, err := ParsePrefix(e)
+		if err != nil {
+			f.errorf("network.private_ok", "private_ok: %v", err)
+			continue
+		}
+		l.Prefixes = append(l.Prefixes, pfx)
+		l.Locs = append(l.Locs, f.loc("network.private_ok"))
+	}
+	return l
+}
+
+// parseResolver reads [network] resolver: an IP literal and a port
+// ("127.0.0.1:53", "[2001:db8::53]:53"). A name is refused: resolving it
+// would need a resolver already.
+func parseResolver(f *file, s string) netip.AddrPort {
+	const want = `want an IP address and port, like "127.0.0.1:53" or "[::1]:53"`
+	ap, err := netip.ParseAddrPort(s)
+	switch {
+	case err != nil:
+		f.errorf("network.resolver", "resolver = %q: %s (a name would need a resolver of its own)", s, want)
+	case ap.Port() == 0:
+		f.errorf("network.resolver", "resolver = %q: port 0: %s", s, want)
+	case ap.Addr().Unmap().IsUnspecified() || ap.Addr().IsMulticast() || ap.Addr().Unmap() == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		f.errorf("network.resolver", "resolver = %q: %s is not a server's address: %s", s, ap.Addr(), want)
+	default:
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
 }
 
 // ValidateAudit checks an audit sink setting.
@@ -179,4 +222,28 @@ func LoadConfig(name string) (*Config, error) {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	return ParseConfig(name, data)
+}
+
+// applyPaths sets the directories and sockets execgate.toml names.
+func applyPaths(f *file, raw *rawConfig, c *Config) {
+	paths := []struct {
+		key string
+		v   *string
+		dst *string
+	}{
+		{"agents_dir", raw.AgentsDir, &c.AgentsDir},
+		{"run_dir", raw.RunDir, &c.RunDir},
+		{"state_dir", raw.StateDir, &c.StateDir},
+		{"agent_socket", raw.AgentSocket, &c.AgentSocket},
+		{"admin_socket", raw.AdminSocket, &c.AdminSocket},
+	}
+	for _, p := range paths {
+		if p.v == nil {
+			continue
+		}
+		if !filepath.IsAbs(*p.v) {
+			f.errorf(p.key, "%s = %q: want an absolute path", p.key, *p.v)
+		}
+		*p.dst = filepath.Clean(*p.v)
+	}
 }

@@ -10,6 +10,13 @@
 // command runs: a pattern matches Yes, No or Maybe, and the caller (package
 // policy) decides what Maybe means for the rule's action.
 //
+// [[connect]] rules compile to ConnectPattern (HOST:PORT: names, *.domain,
+// {a,b}, IP literals and CIDRs, a port or *), and ParseDest normalises a
+// destination for matching; package policy decides connections with them.
+// execgate.toml's [network] private_ok is Config.PrivateOK, and its
+// [network] resolver (the DNS server the daemon asks for allowed names)
+// is Config.Resolver.
+//
 // Enumerated settings are named string types with constants (Security,
 // AskMode, NetworkMode, AuditScript, NestedMode), and the settings whose
 // place is cited in reasons have Key constants for LocOf: callers use

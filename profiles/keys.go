@@ -14,12 +14,15 @@ const (
 	KeyPerDay          = "limits.per_day"
 	KeyExecsPerMinute  = "limits.execs_per_minute"
 	KeyExecsPerDay     = "limits.execs_per_day"
+	KeyConnections     = "limits.connections"  // concurrent connections per run (network.mode = "proxy")
+	KeyEgressBytes     = "limits.egress_bytes" // bytes a run may send out (network.mode = "proxy")
 	KeyScheduleWindows = "schedule.windows"
+	KeyNetworkMode     = "network.mode"
 )
 
 // Keys returns every key the loader records for a profile that sets it.
 func Keys() []string {
-	return []string{KeyTimeout, KeyPids, KeyConcurrent, KeyPerMinute, KeyPerDay, KeyExecsPerMinute, KeyExecsPerDay, KeyScheduleWindows}
+	return []string{KeyTimeout, KeyPids, KeyConcurrent, KeyPerMinute, KeyPerDay, KeyExecsPerMinute, KeyExecsPerDay, KeyConnections, KeyEgressBytes, KeyScheduleWindows, KeyNetworkMode}
 }
 
 // KnownKey reports whether key is one of Keys.

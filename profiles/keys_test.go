@@ -15,6 +15,7 @@ import (
 // the module passes a literal to LocOf, nor spells a key as a literal of its
 // own (a typo there would silently lose the file:line). keys.go, where the
 // constants are defined, is the one exception.
+
 func TestKeysAreNotLiterals(t *testing.T) {
 	fset := token.NewFileSet()
 	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {

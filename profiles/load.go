@@ -27,13 +27,14 @@ const maxFileSize = 1 << 20
 // rawProfile mirrors the TOML. Pointers and nil slices mean "not set here",
 // so a profile can inherit from [defaults] key by key.
 type rawProfile struct {
-	User     *string   `toml:"user"`
-	UID      *int64    `toml:"uid"`
-	Security *string   `toml:"security"`
-	Ask      *string   `toml:"ask"`
-	Workdirs *[]string `toml:"workdirs"`
-	Shell    *string   `toml:"shell"`
-	Rule     []rawRule `toml:"rule"`
+	User     *string      `toml:"user"`
+	UID      *int64       `toml:"uid"`
+	Security *string      `toml:"security"`
+	Ask      *string      `toml:"ask"`
+	Workdirs *[]string    `toml:"workdirs"`
+	Shell    *string      `toml:"shell"`
+	Rule     []rawRule    `toml:"rule"`
+	Connect  []rawConnect `toml:"connect"`
 	// NestedAllow lists patterns, added up from defaults and profile.
 	NestedAllow []string `toml:"nested_allow"`
 	Files       struct {
@@ -51,6 +52,8 @@ type rawProfile struct {
 		PerDay         *int64  `toml:"per_day"`
 		ExecsPerMinute *int64  `toml:"execs_per_minute"`
 		ExecsPerDay    *int64  `toml:"execs_per_day"`
+		Connections    *int64  `toml:"connections"`
+		EgressBytes    any     `toml:"egress_bytes"`
 	} `toml:"limits"`
 	Env struct {
 		Pass *[]string `toml:"pass"`
@@ -73,6 +76,12 @@ type rawRule struct {
 	Reason string  `toml:"reason"`
 	Nested *string `toml:"nested"`
 	Cwd    *string `toml:"cwd"` // remembered approvals only
+}
+
+type rawConnect struct {
+	Match  *string `toml:"match"`
+	Action *string `toml:"action"`
+	Reason string  `toml:"reason"`
 }
 
 // Error is one problem in a file, located at file:line.
@@ -319,6 +328,7 @@ func ParseProfile(name string, data []byte, d *Defaults) (*Profile, error) {
 	applyFiles(p, f, bf, &raw, &base)
 	applyLimits(p, f, bf, &raw, &base)
 	applyRest(p, f, bf, &raw, &base)
+	applyConnect(p, f, bf, &raw, &base)
 	f.errs = append(f.errs, bf.errs...)
 	if len(f.errs) > 0 {
 		return nil, f.errs
@@ -404,17 +414,11 @@ func applyRules(p *Profile, f, bf *file, raw, base *rawProfile) {
 			}
 			rule.Match = *r.Match
 			rule.Loc = rf.loc(key + ".match")
-			if r.Action == nil {
-				rf.errorf(key, "rule %q has no action (allow, ask or deny)", *r.Match)
+			a, ok := rf.ruleAction(key, "rule", *r.Match, r.Action)
+			if !ok {
 				continue
 			}
-			switch a := Action(*r.Action); a {
-			case Allow, Ask, Deny:
-				rule.Action = a
-			default:
-				rf.errorf(key+".action", "action = %q: want allow, ask or deny", *r.Action)
-				continue
-			}
+			rule.Action = a
 			pat, err := CompilePattern(*r.Match)
 			if err != nil {
 				rf.errorf(key+".match", "%v", err)
@@ -506,6 +510,9 @@ func applyLimits(p *Profile, f, bf *file, raw, base *rawProfile) {
 		if v == nil {
 			return
 		}
+		if KnownKey(key) {
+			p.Locs[key] = vf.loc(key)
+		}
 		n, err := ParseSize(v)
 		if err != nil {
 			vf.errorf(key, "%s: %v", key[len("limits."):], err)
@@ -514,6 +521,9 @@ func applyLimits(p *Profile, f, bf *file, raw, base *rawProfile) {
 	}
 	size("limits.memory", rl.Memory, bl.Memory, &p.Limits.Memory)
 	size("limits.output", rl.Output, bl.Output, &p.Limits.Output)
+	// The egress limits load in every network mode, so [defaults] can set
+	// them for all agents; they apply in network.mode = "proxy".
+	size(KeyEgressBytes, rl.EgressBytes, bl.EgressBytes, &p.Limits.EgressBytes)
 	if v, vf := rl.CPU, f; v != nil || bl.CPU != nil {
 		if v == nil {
 			v, vf = bl.CPU, bf
@@ -544,6 +554,7 @@ func applyLimits(p *Profile, f, bf *file, raw, base *rawProfile) {
 		{KeyPerDay, rl.PerDay, bl.PerDay, func(n int64) { p.Limits.PerDay = int(n) }, 1},
 		{KeyExecsPerMinute, rl.ExecsPerMinute, bl.ExecsPerMinute, func(n int64) { p.Limits.ExecsPerMinute = int(n) }, 1},
 		{KeyExecsPerDay, rl.ExecsPerDay, bl.ExecsPerDay, func(n int64) { p.Limits.ExecsPerDay = int(n) }, 1},
+		{KeyConnections, rl.Connections, bl.Connections, func(n int64) { p.Limits.Connections = int(n) }, 1},
 	}
 	for _, l := range ints {
 		v, vf := pick(l.own, l.def, f, bf)
@@ -574,15 +585,7 @@ func applyRest(p *Profile, f, bf *file, raw, base *rawProfile) {
 			p.EnvPass = append(p.EnvPass, n)
 		}
 	}
-	p.Network = NetworkNone
-	if v, vf := pick(raw.Network.Mode, base.Network.Mode, f, bf); v != nil {
-		switch m := NetworkMode(*v); m {
-		case NetworkNone, NetworkHost:
-			p.Network = m
-		default:
-			vf.errorf("network.mode", "mode = %q: want none or host", *v)
-		}
-	}
+	applyNetworkMode(p, f, bf, raw, base)
 	win, wf := pick(raw.Schedule.Windows, base.Schedule.Windows, f, bf)
 	tz, tf := pick(raw.Schedule.Timezone, base.Schedule.Timezone, f, bf)
 	if win != nil {
@@ -658,4 +661,68 @@ var sizeUnits = map[string]int64{
 	"": 1, "b": 1,
 	"k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40,
 	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+}
+
+func applyNetworkMode(p *Profile, f, bf *file, raw, base *rawProfile) {
+	p.Network = NetworkNone
+	v, vf := pick(raw.Network.Mode, base.Network.Mode, f, bf)
+	if v == nil {
+		return
+	}
+	p.Locs[KeyNetworkMode] = vf.loc(KeyNetworkMode)
+	switch m := NetworkMode(*v); m {
+	case NetworkNone, NetworkProxy, NetworkHost:
+		p.Network = m
+	default:
+		vf.errorf(KeyNetworkMode, "mode = %q: want none, proxy or host", *v)
+	}
+}
+
+// applyConnect compiles the [[connect]] rules, defaults' first. With
+// network.mode = "host" they would decide nothing, so they are an error
+// there rather than a promise the daemon does not keep.
+func applyConnect(p *Profile, f, bf *file, raw, base *rawProfile) {
+	add := func(rf *file, rules []rawConnect) {
+		for i, r := range rules {
+			key := "connect." + strconv.Itoa(i)
+			if r.Match == nil {
+				rf.errorf(key, "[[connect]] without match (HOST:PORT)")
+				continue
+			}
+			rule := ConnectRule{Match: *r.Match, Reason: r.Reason, Loc: rf.loc(key + ".match")}
+			a, ok := rf.ruleAction(key, "connect rule", *r.Match, r.Action)
+			if !ok {
+				continue
+			}
+			rule.Action = a
+			pat, err := CompileConnectPattern(*r.Match)
+			if err != nil {
+				rf.errorf(key+".match", "%v", err)
+				continue
+			}
+			rule.Pattern = pat
+			p.Connect = append(p.Connect, rule)
+		}
+	}
+	add(bf, base.Connect)
+	add(f, raw.Connect)
+	if p.Network == NetworkHost && len(raw.Connect)+len(base.Connect) > 0 {
+		f.errorf(firstSet(len(raw.Connect) > 0, "connect.0", KeyNetworkMode),
+			"[[connect]] rules decide nothing with network.mode = \"host\" (the host's whole network): remove them or use another mode")
+	}
+}
+
+// ruleAction checks a rule's action (kind is "rule" or "connect rule"),
+// reporting a missing or unknown one at key.
+func (rf *file) ruleAction(key, kind, match string, action *string) (Action, bool) {
+	if action == nil {
+		rf.errorf(key, "%s %q has no action (allow, ask or deny)", kind, match)
+		return "", false
+	}
+	switch a := Action(*action); a {
+	case Allow, Ask, Deny:
+		return a, true
+	}
+	rf.errorf(key+".action", "action = %q: want allow, ask or deny", *action)
+	return "", false
 }

@@ -36,6 +36,8 @@ output = "1MiB"
 concurrent = 3
 per_minute = 10
 per_day = 100
+connections = 16
+egress_bytes = "256MiB"
 
 [env]
 pass = ["PATH", "LANG"]
@@ -62,7 +64,7 @@ func TestParseGoodProfile(t *testing.T) {
 	if len(p.Rules) != 2 || p.Rules[1].Loc.String() != "flow.toml:11" || p.Rules[1].Reason != "no branch switching" {
 		t.Errorf("rules = %+v", p.Rules)
 	}
-	want := Limits{Timeout: 90 * time.Second, Memory: 2 << 30, Pids: 64, CPU: 2, Output: 1 << 20, Concurrent: 3, PerMinute: 10, PerDay: 100}
+	want := Limits{Timeout: 90 * time.Second, Memory: 2 << 30, Pids: 64, CPU: 2, Output: 1 << 20, Concurrent: 3, PerMinute: 10, PerDay: 100, Connections: 16, EgressBytes: 256 << 20}
 	if p.Limits != want {
 		t.Errorf("limits = %+v, want %+v", p.Limits, want)
 	}
@@ -71,6 +73,9 @@ func TestParseGoodProfile(t *testing.T) {
 	}
 	if p.Schedule == nil || len(p.Schedule.Windows) != 1 || p.Schedule.Loc.String() != "Africa/Johannesburg" {
 		t.Errorf("schedule = %+v", p.Schedule)
+	}
+	if p.LocOf(KeyConnections).String() != "flow.toml:28" || p.LocOf(KeyEgressBytes).String() != "flow.toml:29" {
+		t.Errorf("limits at %s and %s", p.LocOf(KeyConnections), p.LocOf(KeyEgressBytes))
 	}
 	if p.DenyRead.LocOf("~/.ssh").Line != 16 || len(p.DenyRead.Patterns) != 2 {
 		t.Errorf("deny_read = %+v", p.DenyRead)
@@ -119,7 +124,15 @@ func TestParseErrors(t *testing.T) {
 		{"bad nested", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"ls\"\naction = \"allow\"\nnested = \"some\"\n", 6, "want any or rules"},
 		{"nested on deny", "user = \"a\"\nworkdirs = [\"/x\"]\n[[rule]]\nmatch = \"ls\"\naction = \"deny\"\nnested = \"any\"\n", 6, "only makes sense on an allow rule"},
 		{"bad nested_allow", "user = \"a\"\nworkdirs = [\"/x\"]\nnested_allow = [\"** x\"]\n", 3, "must stand alone"},
-		{"bad network", "user = \"a\"\nworkdirs = [\"/x\"]\n[network]\nmode = \"bridge\"\n", 4, "want none or host"},
+		{"bad network", "user = \"a\"\nworkdirs = [\"/x\"]\n[network]\nmode = \"bridge\"\n", 4, "want none, proxy or host"},
+		{"bad connections", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\nconnections = 0\n", 4, "connections = 0: want a whole number from 1"},
+		{"negative connections", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\nconnections = -3\n", 4, "connections = -3: want a whole number from 1"},
+		{"huge connections", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\nconnections = 4294967296\n", 4, "connections = 4294967296"},
+		{"connections not a number", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\nconnections = \"many\"\n", 4, "connections"},
+		{"bad egress_bytes unit", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\negress_bytes = \"5 parsecs\"\n", 4, "egress_bytes: \"5 parsecs\": unknown unit"},
+		{"zero egress_bytes", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\negress_bytes = 0\n", 4, "egress_bytes: 0: want a positive size"},
+		{"egress_bytes not a size", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\negress_bytes = 1.5\n", 4, "egress_bytes: want a size"},
+		{"egress_bytes misspelt", "user = \"a\"\nworkdirs = [\"/x\"]\n[limits]\negress = \"1GiB\"\n", 4, "unknown key limits.egress"},
 		{"bad env", "user = \"a\"\nworkdirs = [\"/x\"]\n[env]\npass = [\"A-B\"]\n", 4, "not an environment variable"},
 		{"syntax", "user = \"a\nworkdirs = [\"/x\"]\n", 1, "TOML syntax"},
 		{"nul", "user = \"a\"\x00\n", 0, "NUL"},
@@ -203,7 +216,9 @@ func TestConfigErrors(t *testing.T) {
 		{"approval-command", "approval_command = [\"notify\"]\n", "absolute path"},
 		{"unknown-key", "bogus = 1\n", "unknown key bogus"},
 		{"defaults-rule", "[[defaults.rule]]\nmatch = \"x\"\naction = \"y\"\n", "want allow, ask or deny"},
-		{"defaults-network", "[defaults.network]\nmode = \"proxy\"\n", "want none or host"},
+		{"defaults-network", "[defaults.network]\nmode = \"socks\"\n", "want none, proxy or host"},
+		{"defaults-connections", "[defaults.limits]\nconnections = 0\n", "execgate.toml:2: connections = 0: want a whole number from 1"},
+		{"defaults-egress_bytes", "[defaults.limits]\negress_bytes = \"lots\"\n", "execgate.toml:2: egress_bytes: \"lots\""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseConfig("/etc/execgate/execgate.toml", []byte(tt.doc))
@@ -384,6 +399,7 @@ func TestEveryKeyRecorded(t *testing.T) {
 		KeyTimeout: "timeout = \"1m\"", KeyPids: "pids = 5", KeyConcurrent: "concurrent = 2",
 		KeyPerMinute: "per_minute = 3", KeyPerDay: "per_day = 4", KeyExecsPerMinute: "execs_per_minute = 5",
 		KeyExecsPerDay: "execs_per_day = 6", KeyScheduleWindows: "windows = [\"daily 00:00-24:00\"]",
+		KeyNetworkMode: "mode = \"host\"", KeyConnections: "connections = 7", KeyEgressBytes: "egress_bytes = \"1GiB\"",
 	}
 	for _, key := range Keys() {
 		if lines[key] == "" {

@@ -52,8 +52,10 @@ type NetworkMode string
 const (
 	NetworkNone NetworkMode = "none" // an empty network namespace (the default)
 	NetworkHost NetworkMode = "host" // the host's network
-	// "proxy" (only the destinations [[connect]] rules name) is planned;
-	// until then the loader refuses it like any other unknown mode.
+	// NetworkProxy: only the destinations [[connect]] rules allow, through
+	// execgate's egress proxy; package policy decides them (DecideConnect,
+	// then CheckAddr on each address the name resolves to).
+	NetworkProxy NetworkMode = "proxy"
 )
 
 func (n NetworkMode) String() string { return string(n) }
@@ -148,6 +150,11 @@ type Limits struct {
 	// requests: a build runs hundreds.
 	ExecsPerMinute int
 	ExecsPerDay    int
+	// Connections caps a run's concurrent connections and EgressBytes the
+	// bytes it may send out (limits.connections, limits.egress_bytes). They
+	// load in every network mode and apply in network.mode = "proxy".
+	Connections int
+	EgressBytes int64 // bytes
 }
 
 // Profile is one agent's loaded, validated profile with defaults applied.
@@ -167,6 +174,9 @@ type Profile struct {
 	Shell    string // runs the script: /bin/bash unless the profile says
 
 	Rules []Rule // defaults' rules first, then the profile's
+	// Connect are the [[connect]] rules, defaults' first. They decide
+	// connections in network.mode = "proxy" (policy.DecideConnect).
+	Connect []ConnectRule
 	// NestedAllow are allow patterns for programs started by an allowed
 	// command (npm's sh -c, make's cc), never for the script's own
 	// commands; deny rules still win.

@@ -51,6 +51,16 @@ want qemu-utils qemu-img
 # The fleet test: journald's own upload and receiver.
 want systemd-journal-remote /lib/systemd/systemd-journal-remote /lib/systemd/systemd-journal-upload
 want iproute2 ip
+# The network tests (integration/network*_test.go): the clients they run
+# inside a proxy-mode run and without execgate (ping, nc, socat, dig; pip
+# for /usr/bin/python3), besides curl, wget, git, npm, perl and ssh.
+want curl curl
+want wget wget
+want iputils-ping ping
+want netcat-openbsd nc
+want socat socat
+want bind9-dnsutils dig
+want python3-pip /usr/lib/python3/dist-packages/pip
 
 [ ${#need[@]} -gt 0 ] || exit 0
 if [ "$(id -u)" != 0 ]; then

@@ -26,6 +26,7 @@ import (
 type asked struct {
 	argv    []string
 	program string
+	connect bool // a connection (argv "connect HOST:PORT"), not a program
 }
 
 // approval is a request (or a nested exec) held until an admin decides.
@@ -224,6 +225,13 @@ func joinAsks(asks []asked) string {
 func (s *Server) remember(ri *reqInfo, asks []asked, reviewer uint32) {
 	path := filepath.Join(s.cfg.StateDir, "approved", ri.prof.Name+".toml")
 	for _, a := range asks {
+		if a.connect {
+			// A [[connect]] rule is the admin's to write: a remembered
+			// exec rule cannot express it.
+			s.note(ri.record(audit.EventError, audit.PriWarning, "connection approvals are not remembered: add a [[connect]] rule").
+				Set(audit.FieldReason, "--remember applies to commands only"))
+			continue
+		}
 		match := profiles.ExactPattern(a.program, a.argv)
 		reason := fmt.Sprintf("approved by uid %d on %s for run %s", reviewer, s.now().UTC().Format(time.RFC3339), ri.id)
 		if err := profiles.AppendApproved(path, match, ri.cwd, reason); err != nil {

@@ -250,6 +250,23 @@ func (s *Server) env(p *profiles.Profile, req api.ExecRequest, cwd string) []str
 	return env
 }
 
+// setEnv returns env with each NAME=VALUE of set in place of any earlier
+// value of NAME: what execgate sets for the run, env.pass cannot override.
+func setEnv(env, set []string) []string {
+	names := map[string]bool{}
+	for _, kv := range set {
+		k, _, _ := strings.Cut(kv, "=")
+		names[k] = true
+	}
+	out := make([]string, 0, len(env)+len(set))
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); !names[k] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, set...)
+}
+
 func envValue(env []string, name string) string {
 	for i := len(env) - 1; i >= 0; i-- {
 		if k, v, ok := strings.Cut(env[i], "="); ok && k == name {

@@ -12,6 +12,7 @@ import (
 	"github.com/execgate/execgate/policy"
 	"github.com/execgate/execgate/profiles"
 	"github.com/execgate/execgate/supervisor/sandbox"
+	"github.com/execgate/execgate/supervisor/sandbox/netcapture"
 )
 
 // The exit a request that ran nothing ends with, in its end record and
@@ -169,7 +170,19 @@ func (q *request) run(ctx context.Context) error {
 	defer s.unregister(q.ri)
 	q.startStream()
 	q.out.tell(api.Event{Event: api.EventAccepted, ID: q.ri.id})
-	result, err := s.runner.Run(ctx, q.spec(cancel))
+	spec := q.spec(cancel)
+	if q.ri.prof.Network == profiles.NetworkProxy {
+		eg, err := s.newEgress(q.ri, q.body, q.out)
+		if err != nil {
+			return runFailure(err)
+		}
+		// After the run: its connections are cut and their disconnect
+		// records written before its end record.
+		defer eg.Close()
+		spec.Egress = eg
+		spec.Env = setEnv(spec.Env, netcapture.DefaultPorts.Env())
+	}
+	result, err := s.runner.Run(ctx, spec)
 	switch {
 	case err != nil && q.switched != "":
 		return denial(http.StatusForbidden, q.switched, s.switchLoc())

@@ -35,7 +35,7 @@ const journalUsage = "journal [-f] [--agent A] [--decision D] [--event E] [--id 
 
 var (
 	decisions = []string{"allow", "deny", "ask", "approved", "rejected", "expired"}
-	events    = []audit.Event{audit.EventRequest, audit.EventDecision, audit.EventApproval, audit.EventStart, audit.EventExec, audit.EventEnd, audit.EventAdmin, audit.EventReload, audit.EventError}
+	events    = []audit.Event{audit.EventRequest, audit.EventDecision, audit.EventApproval, audit.EventStart, audit.EventExec, audit.EventConnect, audit.EventDisconnect, audit.EventEnd, audit.EventAdmin, audit.EventReload, audit.EventError}
 )
 
 // runJournal is `execgate journal`: it prints execgated's audit records

@@ -65,8 +65,14 @@ func runLint(args []string, stdout, stderr io.Writer) int {
 			n++
 			continue
 		}
-		if _, err := profiles.LoadFile(f, cfg.Defaults); err != nil {
+		p, err := profiles.LoadFile(f, cfg.Defaults)
+		if err != nil {
 			report(err)
+		}
+		if p != nil {
+			for _, w := range profileWarnings(p) {
+				fmt.Fprintf(stdout, "%s: warning: %s\n", locPrefix(w.Loc), w.Msg)
+			}
 		}
 		n++
 	}
@@ -76,6 +82,45 @@ func runLint(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "execgate: %d file(s) OK\n", n)
 	return exitOK
+}
+
+// profileWarnings finds settings of a valid profile that load but do
+// nothing in its network mode: an admin who wrote them may believe they
+// hold. Only the profile's own settings are warned about: [defaults] may
+// set [[defaults.connect]] and the egress limits for every agent.
+func profileWarnings(p *profiles.Profile) []*profiles.Error {
+	var ws []*profiles.Error
+	mode := fmt.Sprintf("network.mode is %q", p.Network)
+	if l := p.LocOf(profiles.KeyNetworkMode); l.Line > 0 {
+		mode += " (" + l.String() + ")"
+	} else {
+		mode += " (the default)"
+	}
+	if p.Network == profiles.NetworkNone {
+		own := 0
+		var first profiles.Loc
+		for _, r := range p.Connect {
+			if r.Loc.File == p.File {
+				if own == 0 {
+					first = r.Loc
+				}
+				own++
+			}
+		}
+		if own > 0 {
+			ws = append(ws, &profiles.Error{Loc: first, Msg: fmt.Sprintf(
+				"[[connect]]: these rules (%d) decide nothing until network.mode = \"proxy\": %s, so every connection is refused", own, mode)})
+		}
+	}
+	if p.Network != profiles.NetworkProxy {
+		for _, key := range []string{profiles.KeyConnections, profiles.KeyEgressBytes} {
+			if l := p.LocOf(key); l.File == p.File && l.Line > 0 {
+				ws = append(ws, &profiles.Error{Loc: l, Msg: fmt.Sprintf(
+					"%s applies only with network.mode = \"proxy\": %s", key, mode)})
+			}
+		}
+	}
+	return ws
 }
 
 func locPrefix(l profiles.Loc) string {

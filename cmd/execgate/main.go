@@ -24,7 +24,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"check", "check --agents DIR --agent NAME [--cwd DIR] [-o short|json] -- 'SCRIPT'", runCheck},
+	{"check", "check [--config FILE] (--agents DIR --agent NAME | --profile FILE) [--cwd DIR] [-o short|json] (-- 'SCRIPT' | --connect HOST:PORT)", runCheck},
 	{"lint", "lint [--config FILE] [FILE|DIR...]", runLint},
 	{"journal", journalUsage, runJournal},
 	{"status", "status [-o short|json]", runStatus},

@@ -9,11 +9,17 @@
  *                             only under ProtectClock=
  *   egvm-helper packet        socket(AF_PACKET): EAFNOSUPPORT only under
  *                             RestrictAddressFamilies= (EPERM unprivileged)
+ *   egvm-helper serve PORT FILE
+ *                             a TCP server on 127.0.0.1:PORT that answers
+ *                             each connection "egvm-hello N" and keeps the
+ *                             number of connections it accepted in FILE
  * The syscall probes print "NAME ok" or "NAME errno=NAME" and exit 0 either
  * way (the scenario compares the text).
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +48,27 @@ static int report(const char *name, long rc) {
 	return 0;
 }
 
+static int serve(int port, const char *file) {
+	int one = 1, n = 0, s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 16) < 0) {
+		perror("serve");
+		return 1;
+	}
+	FILE *f0 = fopen(file, "w"); /* "0": listening */
+	if (f0) { fputs("0\n", f0); fclose(f0); }
+	for (;;) {
+		int c = accept(s, NULL, NULL);
+		if (c < 0) continue;
+		FILE *f = fopen(file, "w");
+		if (f) { fprintf(f, "%d\n", ++n); fclose(f); }
+		dprintf(c, "egvm-hello %d\n", n);
+		close(c);
+	}
+}
+
 int main(int argc, char **argv) {
 	if (argc < 2) { fprintf(stderr, "usage: egvm-helper alloc MB|fork N|afs_syscall|adjtimex|packet\n"); return 2; }
 	const char *cmd = argv[1];
@@ -55,6 +82,7 @@ int main(int argc, char **argv) {
 		printf("alloc: touched %ld MiB\n", mb);
 		return 0;
 	}
+	if (!strcmp(cmd, "serve") && argc == 4) return serve(atoi(argv[2]), argv[3]);
 	if (!strcmp(cmd, "fork") && argc == 3) {
 		int n = atoi(argv[2]), made = 0, err = 0;
 		pid_t *kids = calloc(n, sizeof *kids);

@@ -260,6 +260,10 @@ install -m 0755 "$PAYLOAD/egvm-helper" /usr/local/bin/egvm-helper
 # flow: the packaged example, without its office-hours schedule (as the demo).
 sed -e '/^\[schedule\]/,$d' /usr/share/execgate/examples/flow.toml > /etc/execgate/agents/flow.toml
 install -m 0644 "$PAYLOAD/profiles/worker.toml" /etc/execgate/agents/worker.toml
+# The worker's egress (section network): both names are this VM's loopback
+# to the daemon, which private_ok lets it dial; only one is allowed.
+printf '127.0.0.1 vmhost.test backboard.railway.app\n' >> /etc/hosts
+printf '\n[network]\nprivate_ok = ["127.0.0.0/8"]\n' >> /etc/execgate/execgate.toml
 chmod 0644 /etc/execgate/agents/flow.toml
 FLOW_UID=$(id -u flow) WORKER_UID=$(id -u worker)
 t_lint() { execgate lint --config /etc/execgate/execgate.toml /etc/execgate/agents; }
@@ -369,6 +373,37 @@ t_mask() {
   echo "masked: the run read an empty file; start record EXECGATE_MASKED=$(field EXECGATE_MASKED < "$W/j")"
 }
 check mask-bytes-hidden t_mask
+fi
+
+# ==========================================================================
+if section network; then
+egvm-helper serve 8088 "$W/served" &
+SERVER=$!
+wait_for 10 test -s "$W/served"
+t_net_allowed() {
+  mark
+  agent worker /srv/work 'exec 3<>/dev/tcp/vmhost.test/8088 && head -n 1 <&3'
+  expect_rc 0 && expect_out 'egvm-hello 1' || return 1
+  [ "$(cat "$W/served")" = 1 ] || fail "the server counted $(cat "$W/served") connections"
+}
+check net-proxy-allowed t_net_allowed
+t_net_denied() {
+  agent worker /srv/work 'exec 3<>/dev/tcp/backboard.railway.app/8088 && head -n 1 <&3; getent ahostsv4 backboard.railway.app | head -n 1'
+  expect_out 'execgate: denied: connect backboard.railway.app:8088' && expect_out '198.18.0.' || return 1
+  case $OUT in *egvm-hello*) fail "the denied name was reached" ;; esac
+  [ "$(cat "$W/served")" = 1 ] || fail "the server saw a connection for the denied name ($(cat "$W/served") in all)"
+}
+check net-proxy-denied-no-connection t_net_denied
+t_net_journal() {
+  jsince EXECGATE_EVENT=connect > "$W/j"
+  grep -q '"EXECGATE_HOST":"vmhost.test".*' "$W/j" && grep -q '"EXECGATE_DECISION":"deny"' "$W/j" || { cat "$W/j"; fail "no connect records for both"; }
+  jsince EXECGATE_EVENT=disconnect EXECGATE_HOST=vmhost.test > "$W/d"
+  [ "$(field EXECGATE_BYTES_IN < "$W/d")" = 13 ] || { cat "$W/d"; fail "disconnect record: want EXECGATE_BYTES_IN=13"; }
+  execgate journal --event connect --since "@$(( MARK / 1000000 ))" | tee "$W/short"
+  grep -q 'worker DENY connect backboard.railway.app:8088 \[worker.toml:' "$W/short" || fail "no short DENY line"
+}
+check net-proxy-journal t_net_journal
+kill $SERVER
 fi
 
 # ==========================================================================
@@ -573,10 +608,11 @@ MP=$(mainpid)
 t_capbnd() {
   local b; b=$(awk '/^CapBnd:/ { print $2 }' "/proc/$MP/status")
   # CAP_CHOWN 0, DAC_OVERRIDE 1, KILL 5, SETGID 6, SETUID 7, SETPCAP 8,
-  # SYS_PTRACE 19, SYS_ADMIN 21: 0x2801e3. CAP_NET_ADMIN (12) is not in it.
+  # NET_ADMIN 12 (proxy-mode namespaces), SYS_PTRACE 19, SYS_ADMIN 21:
+  # 0x2811e3. CAP_NET_RAW (13) is not in it.
   echo "daemon CapBnd $b"
-  [ "$b" = 00000000002801e3 ] || fail "want 00000000002801e3"
-  [ $(( 0x$b >> 12 & 1 )) = 0 ] || fail "CAP_NET_ADMIN in the bounding set"
+  [ "$b" = 00000000002811e3 ] || fail "want 00000000002811e3"
+  [ $(( 0x$b >> 13 & 1 )) = 0 ] || fail "CAP_NET_RAW in the bounding set"
 }
 check hardening-capability-bounding-set t_capbnd
 t_run_caps() { agent worker /srv/work 'grep -E "^Cap(Bnd|Eff)" /proc/self/status'; expect_rc 0 && expect_out 'CapBnd:	0000000000000000'; }

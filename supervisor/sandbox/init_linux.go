@@ -43,6 +43,10 @@ type initConfig struct {
 	ReadOnly  []mountTarget
 	MaskFiles []mountTarget
 	MaskDirs  []mountTarget
+	// NetFiles are replaced by NetData (resolv.conf and hosts) when the
+	// run's network is captured (Spec.Egress).
+	NetFiles []mountTarget
+	NetData  []string
 
 	NetNSFD int    // -1: keep the current network namespace
 	Seccomp []byte // raw BPF, compiled once by the Runner

@@ -44,7 +44,7 @@ func setupMounts(cfg *initConfig) error {
 			return fmt.Errorf("mount /dev/shm: %w", err)
 		}
 	}
-	if len(cfg.ReadOnly)+len(cfg.MaskFiles)+len(cfg.MaskDirs) == 0 {
+	if len(cfg.ReadOnly)+len(cfg.MaskFiles)+len(cfg.MaskDirs)+len(cfg.NetFiles) == 0 {
 		return nil
 	}
 	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -57,6 +57,13 @@ func setupMounts(cfg *initConfig) error {
 	// it (paths are sorted, so a read_only path comes before those below it).
 	for _, t := range cfg.ReadOnly {
 		if err := bindReadOnly(root, t); err != nil {
+			return err
+		}
+	}
+	// Before the masks: a deny_read pattern that covers one of these
+	// files still hides it.
+	if len(cfg.NetFiles) > 0 {
+		if err := bindNetFiles(root, cfg.NetFiles, cfg.NetData); err != nil {
 			return err
 		}
 	}
@@ -182,9 +189,16 @@ func applyMasks(root int, files, dirs []mountTarget) error {
 
 // maskWith mounts a read-only clone of src over the target t.
 func maskWith(root int, src string, t mountTarget) error {
+	return bindFileOver(root, src, "deny_read", t)
+}
+
+// bindFileOver mounts a read-only clone of src over the target t, which
+// must still be the inode the daemon planned for; what names the setting
+// in errors.
+func bindFileOver(root int, src, what string, t mountTarget) error {
 	const attr = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
 	const msFlags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
-	target, err := openTarget(root, "deny_read", t)
+	target, err := openTarget(root, what, t)
 	if err != nil {
 		return err
 	}
@@ -192,11 +206,11 @@ func maskWith(root int, src string, t mountTarget) error {
 	// src is on the init's own /tmp, which nothing else can reach yet.
 	tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.O_CLOEXEC)
 	if err != nil {
-		return fmt.Errorf("mask %s: open_tree: %w", t.Path, err)
+		return fmt.Errorf("%s %s: open_tree: %w", what, t.Path, err)
 	}
 	defer unix.Close(tree)
 	if err := attachTree(tree, target, attr, false, msFlags); err != nil {
-		return fmt.Errorf("mask %s: %w", t.Path, err)
+		return fmt.Errorf("%s %s: %w", what, t.Path, err)
 	}
 	return nil
 }

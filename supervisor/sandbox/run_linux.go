@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/execgate/execgate/supervisor/execwatch"
+	"github.com/execgate/execgate/supervisor/sandbox/netcapture"
 )
 
 // outputGrace bounds how long output is drained after the run's last
@@ -53,10 +54,11 @@ type job struct {
 	res      Result
 
 	// prepare
-	blob   []byte     // the initConfig, encoded
-	extra  []*os.File // the init's files from initFirstFD on
-	notify int        // our end of the exec-notification pair, or -1
-	theirs *os.File   // the init's end, held until the init started
+	blob     []byte     // the initConfig, encoded
+	extra    []*os.File // the init's files from initFirstFD on
+	notify   int        // our end of the exec-notification pair, or -1
+	ownNetns *os.File   // the run's own network namespace (Spec.Egress)
+	theirs   *os.File   // the init's end, held until the init started
 
 	// launch
 	cg        runCgroup // the run's cgroup until finish removes it
@@ -109,6 +111,10 @@ func (j *job) close() {
 	if j.notify >= 0 {
 		unix.Close(j.notify)
 	}
+	if j.ownNetns != nil {
+		// The namespace lives on while the Egress's sockets are open.
+		j.ownNetns.Close()
+	}
 	j.r.unregister(j.a)
 	j.a.endDecisions(errors.New("the run ended"))
 }
@@ -141,12 +147,8 @@ func (j *job) prepare() error {
 		ReadOnly: readOnly, MaskFiles: plan.files, MaskDirs: plan.dirs,
 		NetNSFD: -1, NotifyFD: -1, Seccomp: j.r.seccomp,
 	}
-	if !spec.Network {
-		ns, err := j.r.agentNetns(spec.Agent)
-		if err != nil {
-			return j.fail(err)
-		}
-		cfg.NetNSFD = j.pass(ns)
+	if err := j.network(&cfg); err != nil {
+		return j.fail(err)
 	}
 	if spec.ExecCheck != nil {
 		// The init sends its exec listener back over this pair.
@@ -158,6 +160,46 @@ func (j *job) prepare() error {
 		cfg.NotifyFD, cfg.NotifyProg = j.pass(j.theirs), j.r.notify
 	}
 	j.blob = cfg.marshal()
+	return nil
+}
+
+// network gives the init its network namespace: none to join (the host's),
+// the agent's empty one, or, for a captured network, a fresh one set up by
+// netcapture with the Egress serving its endpoints and the run's
+// resolv.conf and hosts replaced.
+func (j *job) network(cfg *initConfig) error {
+	spec := &j.spec
+	switch {
+	case spec.Egress != nil && spec.Network:
+		return errors.New("a captured network (Egress) and the host's network (Network) exclude each other")
+	case spec.Egress != nil:
+		targets, data, err := planNetFiles()
+		if err != nil {
+			return err
+		}
+		if cfg.MaskDirs, err = planNetHidden(cfg.MaskDirs); err != nil {
+			return err
+		}
+		ns, err := newEmptyNetns()
+		if err != nil {
+			return err
+		}
+		j.ownNetns = ns
+		ep, err := netcapture.Open(int(ns.Fd()), netcapture.DefaultPorts)
+		if err != nil {
+			return fmt.Errorf("network.mode = \"proxy\" unavailable: %w", err)
+		}
+		if err := spec.Egress.Serve(ep); err != nil {
+			return fmt.Errorf("egress: %w", err)
+		}
+		cfg.NetNSFD, cfg.NetFiles, cfg.NetData = j.pass(ns), targets, data
+	case !spec.Network:
+		ns, err := j.r.agentNetns(spec.Agent)
+		if err != nil {
+			return err
+		}
+		cfg.NetNSFD = j.pass(ns)
+	}
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/execgate/execgate/pathglob"
 	"github.com/execgate/execgate/supervisor/execwatch"
+	"github.com/execgate/execgate/supervisor/sandbox/netcapture"
 )
 
 // Limits are the resource limits of one run. Zero means unlimited.
@@ -50,6 +51,13 @@ type Spec struct {
 
 	Network bool // false: an empty network namespace (no interface is up)
 
+	// Egress, when set, gives the run a network namespace of its own in
+	// which execgate is all there is (network.mode = "proxy"): every TCP
+	// connection out is redirected to execgate's endpoints, UDP goes only
+	// to its DNS, and the run's resolv.conf and hosts name nothing else.
+	// Network must be false.
+	Egress Egress
+
 	Limits Limits
 
 	Stdin          io.Reader // nil: /dev/null
@@ -69,6 +77,15 @@ type Spec struct {
 	// StartInfo, when set, is filled in before OnStart is called, so the
 	// start record can say what the sandbox set up.
 	StartInfo *StartInfo
+}
+
+// Egress serves a run's captured network (Spec.Egress).
+type Egress interface {
+	// Serve takes the endpoints opened in the run's namespace before the
+	// run starts and serves them until the caller, once Run has returned,
+	// stops it; from this call on, closing them is the Egress's job. An
+	// error refuses the run.
+	Serve(ep *netcapture.Endpoints) error
 }
 
 // StartInfo is what the sandbox set up for a run before any of its code ran.

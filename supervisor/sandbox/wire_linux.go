@@ -12,7 +12,7 @@ import (
 // than JSON: decoding JSON costs the init about 100µs of reflection on
 // every run.
 
-const wireMagic = "egi2"
+const wireMagic = "egi3"
 
 func (c *initConfig) marshal() []byte {
 	w := wireWriter{b: make([]byte, 0, 1024)}
@@ -26,6 +26,8 @@ func (c *initConfig) marshal() []byte {
 	w.targets(c.ReadOnly)
 	w.targets(c.MaskFiles)
 	w.targets(c.MaskDirs)
+	w.targets(c.NetFiles)
+	w.strs(c.NetData)
 	w.int(int64(c.NetNSFD))
 	w.int(int64(c.NotifyFD))
 	w.str(string(c.Seccomp))
@@ -47,6 +49,8 @@ func (c *initConfig) unmarshal(b []byte) error {
 	c.ReadOnly = r.targets()
 	c.MaskFiles = r.targets()
 	c.MaskDirs = r.targets()
+	c.NetFiles = r.targets()
+	c.NetData = r.strs()
 	c.NetNSFD = int(r.int())
 	c.NotifyFD = int(r.int())
 	c.Seccomp = []byte(r.str())
