@@ -29,8 +29,8 @@ deps:
 FUNCLEN_MAX  ?= 80
 # errcheck (scripts/errcheck.sh) over the packages that hold the rule
 # "a record before an action must succeed; a note may fail".
-ERRCHECK_PKGS := ./supervisor ./api ./client ./cmd/execgate ./cmd/egsh ./audit ./systemd/...
-FUNCLEN_PKGS := ./supervisor ./supervisor/sandbox ./supervisor/execwatch ./policy ./shellparse ./cmd/execgated ./cmd/egsh ./cmd/execgate ./audit ./systemd/journal
+ERRCHECK_PKGS := ./supervisor ./api ./client ./cmd/execgate ./cmd/egsh ./audit ./systemd/... ./supervisor/changes
+FUNCLEN_PKGS := ./supervisor ./supervisor/sandbox ./supervisor/execwatch ./policy ./shellparse ./cmd/execgated ./cmd/egsh ./cmd/execgate ./audit ./systemd/journal ./supervisor/changes ./supervisor/egress ./supervisor/sandbox/netcapture
 vet:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -78,6 +78,8 @@ bench: deps build
 	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchRatios$$' -v ./supervisor/sandbox/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
 	@echo "== end to end through execgated (medians of interleaved rounds)"
 	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchEndToEnd$$' -v ./integration/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok ' -e '^ *id '
+	@echo "== change sets: a 10,000-file, 200 MB write job through execgated in review mode (apply included) vs direct mode, and a run's start-up in review mode vs direct (medians of interleaved rounds)"
+	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchChangesEndToEnd$$' -v ./integration/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
 	@echo "== exec check and confirmation, per exec (medians of interleaved rounds)"
 	@EXECGATE_BENCH=1 $(GO) test -count=1 -run '^TestBenchConfirm$$' -v ./supervisor/execwatch/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
 	@echo "== the JSONL audit file: a chained, fsync'd record against a direct append + fsync (medians of interleaved rounds)"

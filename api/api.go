@@ -22,6 +22,7 @@ const (
 	PathStatus    = "/v1/status"
 	PathRuns      = "/v1/runs"
 	PathApprovals = "/v1/approvals"
+	PathChanges   = "/v1/changes"
 	PathAgents    = "/v1/agents/"
 	PathLockdown  = "/v1/lockdown"
 	PathReload    = "/v1/reload"
@@ -110,6 +111,7 @@ const (
 	EventStdout   = "stdout"
 	EventStderr   = "stderr"
 	EventDenied   = "denied"
+	EventChanges  = "changes" // a dry run's change set: Reason is its summary
 	EventExit     = "exit"
 	EventError    = "error"
 )
@@ -240,4 +242,14 @@ type LockdownRequest struct {
 type AdminResult struct {
 	Message string `json:"message"`
 	Runs    int    `json:"runs,omitempty"` // runs the action touched
+}
+
+// ChangeSet is a change set held for review (GET /v1/changes/{id}).
+type ChangeSet struct {
+	ID         string          `json:"id"`
+	Agent      string          `json:"agent"`
+	Summary    string          `json:"summary"`
+	Violations []string        `json:"violations"`
+	Set        json.RawMessage `json:"set"`            // every path: see supervisor/changes.Set
+	Diff       string          `json:"diff,omitempty"` // with ?diff=1
 }

@@ -22,10 +22,12 @@ const (
 	// is decided, disconnect when an established one closes.
 	EventConnect    Event = "connect"
 	EventDisconnect Event = "disconnect"
-	EventEnd        Event = "end"
-	EventAdmin      Event = "admin"
-	EventReload     Event = "reload"
-	EventError      Event = "error"
+	// What a review or dry-run run wrote, and what became of it.
+	EventChanges Event = "changes"
+	EventEnd     Event = "end"
+	EventAdmin   Event = "admin"
+	EventReload  Event = "reload"
+	EventError   Event = "error"
 )
 
 // Journal priorities used by execgate.
@@ -77,15 +79,21 @@ const (
 	FieldAborted       = "EXECGATE_ABORTED"    // end records written for runs a restart found
 	FieldAdminAction   = "EXECGATE_ADMIN_ACTION"
 	// Connections (connect, disconnect).
-	FieldHost     = "EXECGATE_HOST"       // the name decided, or the IP literal
-	FieldPort     = "EXECGATE_PORT"       // its port
-	FieldAddr     = "EXECGATE_ADDR"       // what was dialled: IP:PORT
-	FieldProto    = "EXECGATE_PROTO"      // how the run came: http, socks5 or transparent
-	FieldClient   = "EXECGATE_CLIENT"     // the run's end, inside its namespace
-	FieldBytesOut = "EXECGATE_BYTES_OUT"  // run to destination
-	FieldBytesIn  = "EXECGATE_BYTES_IN"   // destination to run
-	FieldError    = "EXECGATE_ERROR"      // why an allowed connection failed or ended early
-	FieldLost     = "EXECGATE_AUDIT_LOST" // how many records a failing sink lost before this one
+	FieldHost     = "EXECGATE_HOST"      // the name decided, or the IP literal
+	FieldPort     = "EXECGATE_PORT"      // its port
+	FieldAddr     = "EXECGATE_ADDR"      // what was dialled: IP:PORT
+	FieldProto    = "EXECGATE_PROTO"     // how the run came: http, socks5 or transparent
+	FieldClient   = "EXECGATE_CLIENT"    // the run's end, inside its namespace
+	FieldBytesOut = "EXECGATE_BYTES_OUT" // run to destination
+	FieldBytesIn  = "EXECGATE_BYTES_IN"  // destination to run
+	FieldError    = "EXECGATE_ERROR"     // why an allowed connection failed or ended early
+	// Change sets (changes).
+	FieldFilesCreated  = "EXECGATE_FILES_CREATED"
+	FieldFilesModified = "EXECGATE_FILES_MODIFIED"
+	FieldFilesDeleted  = "EXECGATE_FILES_DELETED"
+	FieldChangeBytes   = "EXECGATE_CHANGE_BYTES"
+	FieldPaths         = "EXECGATE_PATHS"      // a JSON array of the first 100 paths
+	FieldLost          = "EXECGATE_AUDIT_LOST" // how many records a failing sink lost before this one
 )
 
 // FieldHostname is journald's trusted field for the host a record was

@@ -277,6 +277,17 @@ func (c *Client) Decide(ctx context.Context, id string, d api.ApprovalDecision) 
 	return &r, c.getJSON(ctx, http.MethodPost, api.PathApprovals+"/"+url.PathEscape(id), d, &r)
 }
 
+// Changes returns a change set held for review (admin socket), with
+// unified diffs when diff is set.
+func (c *Client) Changes(ctx context.Context, id string, diff bool) (*api.ChangeSet, error) {
+	var cs api.ChangeSet
+	path := api.PathChanges + "/" + url.PathEscape(id)
+	if diff {
+		path += "?diff=1"
+	}
+	return &cs, c.getJSON(ctx, http.MethodGet, path, nil, &cs)
+}
+
 // AgentAction is kill, freeze, thaw or revive of one agent (admin socket).
 func (c *Client) AgentAction(ctx context.Context, agent, action string) (*api.AdminResult, error) {
 	var r api.AdminResult

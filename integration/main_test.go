@@ -198,14 +198,15 @@ func (d *daemon) launch(o launchOpts) {
 	d.stderr = &bytes.Buffer{}
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, o.env...)
-	d.cmd.Stderr = &lockedWriter{w: d.stderr}
+	stderr := &lockedWriter{w: d.stderr}
+	d.cmd.Stderr = stderr
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
 	d.pid = d.cmd.Process.Pid
 	// Under socket activation this first connection is what starts the
 	// daemon.
-	waitFor(d.t, 15*time.Second, "execgated to listen: "+d.stderr.String(), func() bool {
+	waitFor(d.t, 15*time.Second, "execgated to listen: "+stderr.String(), func() bool {
 		c, err := net.Dial("unix", d.agentSock())
 		if err == nil {
 			c.Close()
@@ -217,6 +218,16 @@ func (d *daemon) launch(o launchOpts) {
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
+}
+
+// String is what was written so far, read under the lock.
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s, ok := l.w.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return ""
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {

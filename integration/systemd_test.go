@@ -698,6 +698,9 @@ workdirs = ["WORK"]
 [network]
 mode = "proxy"
 
+[changes]
+mode = "review"
+
 [[rule]]
 match = "git checkout **"
 action = "deny"
@@ -760,6 +763,10 @@ func hardenedFlow(d *daemon) []string {
 	r := d.egsh(agentUID, nil, "-c", `id -u; touch ok && echo wrote`)
 	if r.code != 0 || string(r.stdout) != fmt.Sprintf("%d\nwrote\n", agentUID) {
 		bad = append(bad, fmt.Sprintf("a plain run as the agent: %d %q %q", r.code, r.stdout, r.stderr))
+	}
+	// [changes] review: the write lands at the run's end, the agent's.
+	if st, err := os.Stat(filepath.Join(d.work, "ok")); err != nil || st.Sys().(*syscall.Stat_t).Uid != uint32(agentUID) {
+		bad = append(bad, fmt.Sprintf("review mode: the run's file was not applied as the agent's: %v", err))
 	}
 	// The mask (mounts): the file reads empty, whoever opens it.
 	r = d.egsh(agentUID, nil, "-c", `/usr/bin/python3 -c 'print(repr(open(chr(46)+"env").read()))'`)

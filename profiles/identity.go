@@ -85,6 +85,9 @@ func (p *Profile) ResolveWith(acc Accounts) (*Identity, error) {
 	if p.ReadOnly.Set, cerr = pathglob.NewSet(p.ReadOnly.Patterns, home); cerr != nil {
 		return nil, &Error{Loc: Loc{File: p.File}, Msg: "read_only: " + cerr.Error()}
 	}
+	if p.Changes.Protect.Set, cerr = pathglob.NewSet(p.Changes.Protect.Patterns, home); cerr != nil {
+		return nil, &Error{Loc: Loc{File: p.File}, Msg: "changes.protect: " + cerr.Error()}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -18,11 +18,18 @@ const (
 	KeyEgressBytes     = "limits.egress_bytes" // bytes a run may send out (network.mode = "proxy")
 	KeyScheduleWindows = "schedule.windows"
 	KeyNetworkMode     = "network.mode"
+	// [changes]: what a run may write (see Changes).
+	KeyChangesMode       = "changes.mode"
+	KeyChangesMaxFiles   = "changes.max_files"
+	KeyChangesMaxDeleted = "changes.max_deleted"
+	KeyChangesMaxBytes   = "changes.max_bytes"
+	KeyChangesProtect    = "changes.protect"
 )
 
 // Keys returns every key the loader records for a profile that sets it.
 func Keys() []string {
-	return []string{KeyTimeout, KeyPids, KeyConcurrent, KeyPerMinute, KeyPerDay, KeyExecsPerMinute, KeyExecsPerDay, KeyConnections, KeyEgressBytes, KeyScheduleWindows, KeyNetworkMode}
+	return []string{KeyTimeout, KeyPids, KeyConcurrent, KeyPerMinute, KeyPerDay, KeyExecsPerMinute, KeyExecsPerDay, KeyConnections, KeyEgressBytes, KeyScheduleWindows, KeyNetworkMode,
+		KeyChangesMode, KeyChangesMaxFiles, KeyChangesMaxDeleted, KeyChangesMaxBytes, KeyChangesProtect}
 }
 
 // KnownKey reports whether key is one of Keys.

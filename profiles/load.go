@@ -68,6 +68,13 @@ type rawProfile struct {
 	Audit struct {
 		Script *string `toml:"script"`
 	} `toml:"audit"`
+	Changes struct {
+		Mode       *string  `toml:"mode"`
+		MaxFiles   *int64   `toml:"max_files"`
+		MaxDeleted *int64   `toml:"max_deleted"`
+		MaxBytes   any      `toml:"max_bytes"`
+		Protect    []string `toml:"protect"`
+	} `toml:"changes"`
 }
 
 type rawRule struct {
@@ -329,6 +336,7 @@ func ParseProfile(name string, data []byte, d *Defaults) (*Profile, error) {
 	applyLimits(p, f, bf, &raw, &base)
 	applyRest(p, f, bf, &raw, &base)
 	applyConnect(p, f, bf, &raw, &base)
+	applyChanges(p, f, bf, &raw, &base)
 	f.errs = append(f.errs, bf.errs...)
 	if len(f.errs) > 0 {
 		return nil, f.errs
@@ -725,4 +733,80 @@ func (rf *file) ruleAction(key, kind, match string, action *string) (Action, boo
 	}
 	rf.errorf(key+".action", "action = %q: want allow, ask or deny", *action)
 	return "", false
+}
+
+// applyChanges reads [changes]. mode and the caps are taken from the
+// profile, else from [defaults.changes], key by key; protect lists add up
+// (a profile cannot drop a site-wide protected path).
+func applyChanges(p *Profile, f, bf *file, raw, base *rawProfile) {
+	rc, bc := &raw.Changes, &base.Changes
+	c := &p.Changes
+	c.Mode = ChangesDirect
+	if v, vf := pick(rc.Mode, bc.Mode, f, bf); v != nil {
+		p.Locs[KeyChangesMode] = vf.loc(KeyChangesMode)
+		switch m := ChangesMode(*v); m {
+		case ChangesDirect, ChangesReview, ChangesDryRun:
+			c.Mode = m
+		default:
+			vf.errorf(KeyChangesMode, "mode = %q: want direct, review or dry-run", *v)
+		}
+	}
+	ints := []struct {
+		key      string
+		own, def *int64
+		min      int64
+		want     string
+		dst      func(int)
+	}{
+		{KeyChangesMaxFiles, rc.MaxFiles, bc.MaxFiles, 1, "a whole number from 1", func(n int) { c.MaxFiles = n }},
+		{KeyChangesMaxDeleted, rc.MaxDeleted, bc.MaxDeleted, 0, "a whole number from 0 (0: no deletion without review)",
+			func(n int) { c.MaxDeleted, c.HasMaxDeleted = n, true }},
+	}
+	for _, l := range ints {
+		v, vf := pick(l.own, l.def, f, bf)
+		if v == nil {
+			continue
+		}
+		p.Locs[l.key] = vf.loc(l.key)
+		if *v < l.min || *v > math.MaxInt32 {
+			vf.errorf(l.key, "%s = %d: want %s", l.key[len("changes."):], *v, l.want)
+			continue
+		}
+		l.dst(int(*v))
+	}
+	if v, vf := rc.MaxBytes, f; v != nil || bc.MaxBytes != nil {
+		if v == nil {
+			v, vf = bc.MaxBytes, bf
+		}
+		p.Locs[KeyChangesMaxBytes] = vf.loc(KeyChangesMaxBytes)
+		n, err := ParseSize(v)
+		if err != nil {
+			vf.errorf(KeyChangesMaxBytes, "max_bytes: %v", err)
+		} else {
+			c.MaxBytes = n
+		}
+	}
+	// Compiled here with a stand-in home so Protected works on a parsed
+	// profile; Resolve compiles again against the agent's home.
+	home := "/nonexistent/home/of/" + p.Name
+	for _, src := range []struct {
+		f    *file
+		pats []string
+	}{{bf, bc.Protect}, {f, rc.Protect}} {
+		if src.pats == nil {
+			continue
+		}
+		p.Locs[KeyChangesProtect] = src.f.loc(KeyChangesProtect)
+		for _, pat := range src.pats {
+			if _, err := pathglob.NewSet([]string{pat}, home); err != nil {
+				src.f.errorf(KeyChangesProtect, "protect: %v", err)
+				continue
+			}
+			c.Protect.Patterns = append(c.Protect.Patterns, pat)
+			c.Protect.Locs = append(c.Protect.Locs, src.f.loc(KeyChangesProtect))
+		}
+	}
+	if set, err := pathglob.NewSet(c.Protect.Patterns, home); err == nil {
+		c.Protect.Set = set
+	}
 }

@@ -400,6 +400,8 @@ func TestEveryKeyRecorded(t *testing.T) {
 		KeyPerMinute: "per_minute = 3", KeyPerDay: "per_day = 4", KeyExecsPerMinute: "execs_per_minute = 5",
 		KeyExecsPerDay: "execs_per_day = 6", KeyScheduleWindows: "windows = [\"daily 00:00-24:00\"]",
 		KeyNetworkMode: "mode = \"host\"", KeyConnections: "connections = 7", KeyEgressBytes: "egress_bytes = \"1GiB\"",
+		KeyChangesMode: "mode = \"review\"", KeyChangesMaxFiles: "max_files = 200", KeyChangesMaxDeleted: "max_deleted = 0",
+		KeyChangesMaxBytes: "max_bytes = \"50MiB\"", KeyChangesProtect: "protect = [\"**/.git/**\"]",
 	}
 	for _, key := range Keys() {
 		if lines[key] == "" {

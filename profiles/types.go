@@ -72,6 +72,57 @@ const (
 
 func (a AuditScript) String() string { return string(a) }
 
+// ChangesMode is [changes] mode: whether what a run writes lands at once.
+type ChangesMode string
+
+const (
+	ChangesDirect ChangesMode = "direct" // writes reach the real tree as they happen (the default)
+	// ChangesReview: the run writes into a copy-on-write layer over each
+	// workdir; at exit the change set is applied at once when within every
+	// cap and outside protect, else held for a human.
+	ChangesReview ChangesMode = "review"
+	ChangesDryRun ChangesMode = "dry-run" // the change set is computed and reported, never applied
+)
+
+func (c ChangesMode) String() string { return string(c) }
+
+// Changes is the profile's [changes] table. Caps are per run; a zero
+// MaxFiles or MaxBytes is no cap. Caps apply in review and dry-run mode
+// (where the change set exists); Protect applies in every mode (in direct
+// mode as a read_only-style guard on the protected paths that exist).
+type Changes struct {
+	Mode     ChangesMode
+	MaxFiles int // paths created, modified or deleted; 0: no cap
+	// MaxDeleted caps deleted paths when HasMaxDeleted: max_deleted = 0
+	// means no deletion without review. Without HasMaxDeleted there is no
+	// cap (MaxDeleted is 0).
+	MaxDeleted    int
+	HasMaxDeleted bool
+	MaxBytes      int64 // bytes of created and modified files; 0: no cap
+	// Protect are the patterns under which any change needs a human, with
+	// the syntax of [files] deny_read: absolute, ~/..., or floating (a
+	// relative pattern such as "**/.git/**" or "backups/**" matches at any
+	// depth, so under every workdir). Defaults' and profile's add up. Set
+	// is compiled at parse time and again, against the agent's home, by
+	// Resolve.
+	Protect PathList
+}
+
+// Protected reports whether abs, or one of its ancestors, matches a
+// protect pattern, and returns the first such pattern as written.
+// Relative paths never match.
+func (c *Changes) Protected(abs string) (pattern string, hit bool) {
+	if c == nil || c.Protect.Set == nil {
+		return "", false
+	}
+	return c.Protect.Set.Match(abs)
+}
+
+// Capped reports whether any of max_files, max_deleted or max_bytes is set.
+func (c *Changes) Capped() bool {
+	return c.MaxFiles > 0 || c.HasMaxDeleted || c.MaxBytes > 0
+}
+
 // NestedMode is a rule's nested key.
 type NestedMode string
 
@@ -189,6 +240,7 @@ type Profile struct {
 	Network  NetworkMode
 	Schedule *Schedule
 	Audit    AuditOptions
+	Changes  Changes
 
 	// SecurityLoc and AskLoc say where the mode was set, for reasons.
 	SecurityLoc, AskLoc Loc

@@ -43,7 +43,7 @@ cd "$root"
 # schedule is dropped so the demo also runs outside office hours.
 mkdir -p "$T/agents"
 sed -e "s|^user = \"flow\"|uid = $AGENT_UID|" -e "s|/srv/fibreflow|$repo|g" \
-    -e '/^\[schedule\]/,$d' examples/flow.toml > "$T/agents/flow.toml"
+    -e '/^\[schedule\]/,/^$/d' examples/flow.toml > "$T/agents/flow.toml"
 cp examples/execgate.toml "$T/execgate.toml"
 
 "$bin/execgated" --config "$T/execgate.toml" --agents "$T/agents" --run-dir "$T/run" \
@@ -80,6 +80,33 @@ agent 0 'git status --short'
 agent 0 'git log --oneline -3'
 agent 0 'ls -la src | grep badge'
 agent 0 'npm test'
+
+echo
+echo "${bold}-- a run that writes more than [changes] max_files allows is held, not applied${off}"
+script='for i in {1..250}; do echo "draft $i" > notes-$i.md; done; echo wrote 250 notes'
+printf "%s\$ egsh -c '%s'%s\n" "$bold" "$script" "$off"
+( cd "$repo" && setpriv --reuid=$AGENT_UID --regid=$AGENT_UID --clear-groups \
+    env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 EXECGATE_SOCKET="$T/run/agent.sock" \
+    "$bin/egsh" -c "$script" > "$T/held.out" 2>&1 || echo "exit $?" >> "$T/held.out" ) &
+held=$!
+admin() { EXECGATE_ADMIN_SOCKET="$T/run/admin.sock" "$bin/execgate" "$@"; }
+id=
+for _ in $(seq 200); do
+  id=$(admin approvals -o json 2>/dev/null | sed -n 's/.*"id": *"\([0-9a-f]*\)".*/\1/p' | head -n 1)
+  [ -n "$id" ] && break; sleep 0.05
+done
+if [ -z "$id" ]; then echo "   demo: the change set was not held" >&2; fails=$((fails+1)); else
+  echo "   $ execgate changes $id | head -n 5"
+  admin changes "$id" > "$T/changes.out" || true
+  head -n 5 "$T/changes.out" | sed 's/^/   /'
+  echo "   notes in the real tree while held: $(ls "$repo" | grep -c '^notes-' || true)"
+  echo "   $ execgate reject $id"
+  admin reject "$id" --reason "drafts belong in the PR, not in the tree" | sed 's/^/   /'
+fi
+wait "$held" || true
+sed 's/^/   /' "$T/held.out"
+grep -q '^exit 126$' "$T/held.out" || { echo "   demo: expected exit 126" >&2; fails=$((fails+1)); }
+[ "$(ls "$repo" | grep -c '^notes-' || true)" = 0 ] || { echo "   demo: held notes reached the tree!" >&2; fails=$((fails+1)); }
 
 echo
 echo "${bold}-- afterwards${off}"

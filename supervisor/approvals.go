@@ -26,7 +26,7 @@ import (
 type asked struct {
 	argv    []string
 	program string
-	connect bool // a connection (argv "connect HOST:PORT"), not a program
+	what    string // "connect" or "changes": not a command
 }
 
 // approval is a request (or a nested exec) held until an admin decides.
@@ -225,10 +225,10 @@ func joinAsks(asks []asked) string {
 func (s *Server) remember(ri *reqInfo, asks []asked, reviewer uint32) {
 	path := filepath.Join(s.cfg.StateDir, "approved", ri.prof.Name+".toml")
 	for _, a := range asks {
-		if a.connect {
-			// A [[connect]] rule is the admin's to write: a remembered
-			// exec rule cannot express it.
-			s.note(ri.record(audit.EventError, audit.PriWarning, "connection approvals are not remembered: add a [[connect]] rule").
+		if a.what != "" {
+			// A [[connect]] rule or a cap is the admin's to write: a
+			// remembered exec rule cannot express it.
+			s.note(ri.record(audit.EventError, audit.PriWarning, a.what+" approvals are not remembered: change the profile").
 				Set(audit.FieldReason, "--remember applies to commands only"))
 			continue
 		}

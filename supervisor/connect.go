@@ -138,7 +138,7 @@ func (e *runEgress) CheckAddr(_ string, ip netip.Addr, port uint16) error {
 func (e *runEgress) Ask(ctx context.Context, host string, port uint16, v egress.Verdict) egress.Verdict {
 	dest := net.JoinHostPort(host, strconv.Itoa(int(port)))
 	rule := policy.DecideConnect(e.ri.prof, host, port).Rule // the Loc of v.Rule
-	asks := []asked{{argv: []string{"connect", dest}, connect: true}}
+	asks := []asked{{argv: []string{"connect", dest}, what: "connect"}}
 	h, err := e.s.askHuman(ctx, e.ri, e.req, asks, rule, v.Reason, true, func(a api.Approval) {
 		e.out.tell(api.Event{Event: api.EventPending, ID: a.ID, Invocation: "connect " + dest, Rule: v.Rule, Reason: v.Reason})
 	})

@@ -182,7 +182,14 @@ func (q *request) run(ctx context.Context) error {
 		spec.Egress = eg
 		spec.Env = setEnv(spec.Env, netcapture.DefaultPorts.Env())
 	}
+	cr, err := q.prepareChanges(&spec)
+	if err != nil {
+		return runFailure(err)
+	}
 	result, err := s.runner.Run(ctx, spec)
+	if err != nil && cr != nil {
+		q.discard(cr)
+	}
 	switch {
 	case err != nil && q.switched != "":
 		return denial(http.StatusForbidden, q.switched, s.switchLoc())
@@ -190,6 +197,9 @@ func (q *request) run(ctx context.Context) error {
 		return runFailure(err)
 	}
 	q.ran = &result
+	if cr != nil {
+		return q.settleChanges(ctx, cr)
+	}
 	return nil
 }
 

@@ -45,6 +45,7 @@ func (s *Server) routes() []route {
 		{http.MethodGet, api.PathRuns, forAdmins, s.handleRuns},
 		{http.MethodGet, api.PathApprovals, forAdmins, s.handleApprovals},
 		{http.MethodPost, api.PathApprovals + "/{id}", forAdmins, s.handleDecide},
+		{http.MethodGet, api.PathChanges + "/{id}", forAdmins, s.handleChanges},
 		{http.MethodPost, api.PathAgents + "{name}/{action}", forAdmins, s.handleAgentAction},
 		{http.MethodPost, api.PathLockdown, forAdmins, s.handleLockdown},
 		{http.MethodPost, api.PathReload, forAdmins, s.handleReload},

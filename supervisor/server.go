@@ -66,6 +66,7 @@ type Server struct {
 
 	switches *switches
 	pending  pending
+	held     heldSets
 	caps     caps
 }
 

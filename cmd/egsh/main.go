@@ -148,8 +148,13 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			if ev.Event == api.EventDenied {
 				fmt.Fprintf(stderr, "execgate: denied: %s: %s (%s)\n", ev.Invocation, ev.Reason, ev.Rule)
 			}
-			if ev.Event == api.EventPending {
+			switch {
+			case ev.Event == api.EventPending && ev.Invocation == "changes":
+				fmt.Fprintf(stderr, "execgate: %s (request %s)\n", ev.Reason, ev.ID)
+			case ev.Event == api.EventPending:
 				fmt.Fprintf(stderr, "execgate: waiting for approval (request %s)\n", ev.ID)
+			case ev.Event == api.EventChanges:
+				fmt.Fprintf(stderr, "execgate: %s\n", ev.Reason)
 			}
 		},
 	})

@@ -34,8 +34,8 @@ const journalUsage = "journal [-f] [--agent A] [--decision D] [--event E] [--id 
 	"  execgate journal --verify [--head HASH] --file PATH [--file PATH...]"
 
 var (
-	decisions = []string{"allow", "deny", "ask", "approved", "rejected", "expired"}
-	events    = []audit.Event{audit.EventRequest, audit.EventDecision, audit.EventApproval, audit.EventStart, audit.EventExec, audit.EventConnect, audit.EventDisconnect, audit.EventEnd, audit.EventAdmin, audit.EventReload, audit.EventError}
+	decisions = []string{"allow", "deny", "ask", "approved", "rejected", "expired", "applied", "held", "conflict", "dry-run"}
+	events    = []audit.Event{audit.EventRequest, audit.EventDecision, audit.EventApproval, audit.EventStart, audit.EventExec, audit.EventConnect, audit.EventDisconnect, audit.EventChanges, audit.EventEnd, audit.EventAdmin, audit.EventReload, audit.EventError}
 )
 
 // runJournal is `execgate journal`: it prints execgated's audit records

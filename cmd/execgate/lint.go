@@ -85,9 +85,11 @@ func runLint(args []string, stdout, stderr io.Writer) int {
 }
 
 // profileWarnings finds settings of a valid profile that load but do
-// nothing in its network mode: an admin who wrote them may believe they
-// hold. Only the profile's own settings are warned about: [defaults] may
-// set [[defaults.connect]] and the egress limits for every agent.
+// nothing in its network or changes mode: an admin who wrote them may
+// believe they hold. Only the profile's own settings are warned about:
+// [defaults] may set [[defaults.connect]], the egress limits and the
+// change caps for every agent. changes.protect is never warned about: in
+// direct mode it still guards the protected paths that exist (read-only).
 func profileWarnings(p *profiles.Profile) []*profiles.Error {
 	var ws []*profiles.Error
 	mode := fmt.Sprintf("network.mode is %q", p.Network)
@@ -117,6 +119,20 @@ func profileWarnings(p *profiles.Profile) []*profiles.Error {
 			if l := p.LocOf(key); l.File == p.File && l.Line > 0 {
 				ws = append(ws, &profiles.Error{Loc: l, Msg: fmt.Sprintf(
 					"%s applies only with network.mode = \"proxy\": %s", key, mode)})
+			}
+		}
+	}
+	if p.Changes.Mode == profiles.ChangesDirect {
+		cm := fmt.Sprintf("changes.mode is %q", p.Changes.Mode)
+		if l := p.LocOf(profiles.KeyChangesMode); l.Line > 0 {
+			cm += " (" + l.String() + ")"
+		} else {
+			cm += " (the default)"
+		}
+		for _, key := range []string{profiles.KeyChangesMaxFiles, profiles.KeyChangesMaxDeleted, profiles.KeyChangesMaxBytes, profiles.KeyChangesProtect} {
+			if l := p.LocOf(key); l.File == p.File && l.Line > 0 {
+				ws = append(ws, &profiles.Error{Loc: l, Msg: fmt.Sprintf(
+					"%s: caps and protect apply only in review and dry-run: %s, so writes land as they happen", key, cm)})
 			}
 		}
 	}

@@ -30,6 +30,7 @@ var commands = []command{
 	{"status", "status [-o short|json]", runStatus},
 	{"runs", "runs [-o short|json]", runRuns},
 	{"approvals", "approvals [-o short|json]", runApprovals},
+	{"changes", "changes ID [--diff] [-o short|json]", runChanges},
 	{"approve", "approve ID [--remember] [--reason R]", decideCmd("approve")},
 	{"reject", "reject ID [--reason R]", decideCmd("reject")},
 	{"kill", "kill AGENT", agentCmd("kill")},

@@ -113,6 +113,7 @@ func serve(ctx context.Context, sd *notify.Notifier, hup <-chan os.Signal, f dae
 	if err != nil {
 		return err
 	}
+	srv.RecoverChanges()
 	agentLn, adminLn, err := listeners(cfg)
 	if err != nil {
 		return err

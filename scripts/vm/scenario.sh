@@ -258,7 +258,7 @@ chmod 0755 /srv/work/peek.sh
 chown worker:worker /srv/work /srv/work/secret.txt
 install -m 0755 "$PAYLOAD/egvm-helper" /usr/local/bin/egvm-helper
 # flow: the packaged example, without its office-hours schedule (as the demo).
-sed -e '/^\[schedule\]/,$d' /usr/share/execgate/examples/flow.toml > /etc/execgate/agents/flow.toml
+sed -e '/^\[schedule\]/,/^$/d' /usr/share/execgate/examples/flow.toml > /etc/execgate/agents/flow.toml
 install -m 0644 "$PAYLOAD/profiles/worker.toml" /etc/execgate/agents/worker.toml
 # The worker's egress (section network): both names are this VM's loopback
 # to the daemon, which private_ok lets it dial; only one is allowed.
@@ -342,6 +342,33 @@ check incident-bash-c-denied t_i5
 check incident-git-alias-denied t_i6
 check incident-review-allowed t_i7
 check incident-nothing-changed t_after
+
+# [changes] mode = "review" (flow.toml): 250 new files are over max_files,
+# so they are held; while held they are not in the real tree; rejected,
+# they never arrive and egsh exits 126.
+t_changes_held() {
+  local id=
+  mark
+  agent_bg flow "$repo" 'for i in {1..250}; do echo draft > notes-$i.md; done; echo wrote'
+  for _ in $(seq 150); do
+    id=$(execgate approvals -o json 2>/dev/null | sed -n 's/.*"id": *"\([0-9a-f]*\)".*/\1/p' | head -n 1)
+    [ -n "$id" ] && break; sleep 0.2
+  done
+  [ -n "$id" ] || { kill "$BG" 2>/dev/null; cat "$W/bg.out"; fail "nothing held"; return 1; }
+  execgate changes "$id" > "$W/changes"; head -n 3 "$W/changes"
+  grep -q 'over max_files = 200' "$W/changes" || fail "execgate changes does not say which cap"
+  [ "$(ls "$repo" | grep -c '^notes-')" = 0 ] || fail "held files are in the real tree"
+  execgate reject "$id" --reason "vm test" || fail "reject failed"
+  wait "$BG"; local rc=$?
+  cat "$W/bg.out"
+  [ "$rc" = 126 ] || fail "egsh exit $rc, want 126"
+  [ "$(ls "$repo" | grep -c '^notes-')" = 0 ] || fail "rejected files reached the real tree"
+  jsince EXECGATE_EVENT=changes EXECGATE_ID="$id" > "$W/j"
+  grep -q '"EXECGATE_DECISION":"held"' "$W/j" && grep -q '"EXECGATE_DECISION":"rejected"' "$W/j" || { cat "$W/j"; fail "no held and rejected changes records"; }
+  local left; left=$(find /var/lib/execgate/changes /.execgate-changes -mindepth 1 2>/dev/null)
+  [ -z "$left" ] || fail "leftovers: $left"
+}
+check changes-held-rejected t_changes_held
 
 t_nested() {
   local g="git -c safe.directory=* -C $repo"
@@ -607,11 +634,11 @@ if section hardening; then
 MP=$(mainpid)
 t_capbnd() {
   local b; b=$(awk '/^CapBnd:/ { print $2 }' "/proc/$MP/status")
-  # CAP_CHOWN 0, DAC_OVERRIDE 1, KILL 5, SETGID 6, SETUID 7, SETPCAP 8,
-  # NET_ADMIN 12 (proxy-mode namespaces), SYS_PTRACE 19, SYS_ADMIN 21:
-  # 0x2811e3. CAP_NET_RAW (13) is not in it.
+  # CAP_CHOWN 0, DAC_OVERRIDE 1, FOWNER 3 (applying change sets), KILL 5,
+  # SETGID 6, SETUID 7, SETPCAP 8, NET_ADMIN 12 (proxy-mode namespaces),
+  # SYS_PTRACE 19, SYS_ADMIN 21: 0x2811eb. CAP_NET_RAW (13) is not in it.
   echo "daemon CapBnd $b"
-  [ "$b" = 00000000002811e3 ] || fail "want 00000000002811e3"
+  [ "$b" = 00000000002811eb ] || fail "want 00000000002811eb"
   [ $(( 0x$b >> 13 & 1 )) = 0 ] || fail "CAP_NET_RAW in the bounding set"
 }
 check hardening-capability-bounding-set t_capbnd

@@ -47,6 +47,11 @@ type initConfig struct {
 	// run's network is captured (Spec.Egress).
 	NetFiles []mountTarget
 	NetData  []string
+	// Overlays: overlayfs on each Target, with its upper and work
+	// directories.
+	Overlays []mountTarget
+	Uppers   []string
+	Works    []string
 
 	NetNSFD int    // -1: keep the current network namespace
 	Seccomp []byte // raw BPF, compiled once by the Runner

@@ -44,7 +44,7 @@ func setupMounts(cfg *initConfig) error {
 			return fmt.Errorf("mount /dev/shm: %w", err)
 		}
 	}
-	if len(cfg.ReadOnly)+len(cfg.MaskFiles)+len(cfg.MaskDirs)+len(cfg.NetFiles) == 0 {
+	if len(cfg.ReadOnly)+len(cfg.MaskFiles)+len(cfg.MaskDirs)+len(cfg.NetFiles)+len(cfg.Overlays) == 0 {
 		return nil
 	}
 	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -52,6 +52,14 @@ func setupMounts(cfg *initConfig) error {
 		return fmt.Errorf("open /: %w", err)
 	}
 	defer unix.Close(root)
+	// First the overlays: read_only and the masks under a workdir must
+	// sit on top of its overlay, or the overlay's view of the real tree
+	// would show what they hide.
+	for i, t := range cfg.Overlays {
+		if err := mountOverlay(root, t, cfg.Uppers[i], cfg.Works[i]); err != nil {
+			return err
+		}
+	}
 	// In order, each target opened only once the mounts before it are made:
 	// a mask under a read_only path lands on the read-only bind, not under
 	// it (paths are sorted, so a read_only path comes before those below it).
@@ -92,12 +100,55 @@ func openTarget(root int, what string, t mountTarget) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("%s %s: fstat: %w", what, t.Path, err)
 	}
-	if st.Dev != t.Dev || st.Ino != t.Ino {
+	if st.Ino != t.Ino || st.Dev != t.Dev && !overlaidAs(t.Path, st.Dev) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("%s %s: not the file the daemon checked (device:inode %d:%d:%d, checked %d:%d:%d): the path changed while the run was starting; refusing to run",
 			what, t.Path, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino, unix.Major(t.Dev), unix.Minor(t.Dev), t.Ino)
 	}
 	return fd, nil
+}
+
+// overlays are the overlay mounts made by mountOverlay: a path under one
+// shows the overlay's device with the real file's inode (all layers on one
+// file system, xino=off), so openTarget checks the inode alone there.
+var overlays []struct {
+	path string
+	dev  uint64
+}
+
+func overlaidAs(path string, dev uint64) bool {
+	for _, o := range overlays {
+		if path != o.path && under(path, o.path) && dev == o.dev {
+			return true
+		}
+	}
+	return false
+}
+
+// mountOverlay mounts overlayfs over t, the workdir the daemon checked,
+// through its descriptor (both as the mount point and as the lower layer,
+// so no path the agent could swap is followed). upper and work are in the
+// daemon's root-owned directories.
+func mountOverlay(root int, t mountTarget, upper, work string) error {
+	fd, err := openTarget(root, "changes", t)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	self := "/proc/self/fd/" + strconv.Itoa(fd)
+	opts := "lowerdir=" + self + ",upperdir=" + upper + ",workdir=" + work + ",redirect_dir=off,index=off,metacopy=off,xino=off"
+	if err := unix.Mount("overlay", self, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("changes: overlay on %s: %w", t.Path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(t.Path, &st); err != nil {
+		return fmt.Errorf("changes: overlay on %s: %w", t.Path, err)
+	}
+	overlays = append(overlays, struct {
+		path string
+		dev  uint64
+	}{t.Path, st.Dev})
+	return nil
 }
 
 // attachTree sets attr on the detached mount tree (recursively with

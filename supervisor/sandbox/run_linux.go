@@ -150,6 +150,10 @@ func (j *job) prepare() error {
 	if err := j.network(&cfg); err != nil {
 		return j.fail(err)
 	}
+	for _, o := range spec.Overlays {
+		cfg.Overlays = append(cfg.Overlays, mountTarget{Path: o.Lower, Dev: o.Dev, Ino: o.Ino})
+		cfg.Uppers, cfg.Works = append(cfg.Uppers, o.Upper), append(cfg.Works, o.Work)
+	}
 	if spec.ExecCheck != nil {
 		// The init sends its exec listener back over this pair.
 		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)

@@ -51,6 +51,12 @@ type Spec struct {
 
 	Network bool // false: an empty network namespace (no interface is up)
 
+	// Overlays put a copy-on-write layer over directories (the workdirs of
+	// a [changes] mode = "review" run): the run sees its own writes and
+	// none reach the real tree. Mounted before read_only and the masks,
+	// which sit on top.
+	Overlays []Overlay
+
 	// Egress, when set, gives the run a network namespace of its own in
 	// which execgate is all there is (network.mode = "proxy"): every TCP
 	// connection out is redirected to execgate's endpoints, UDP goes only
@@ -77,6 +83,14 @@ type Spec struct {
 	// StartInfo, when set, is filled in before OnStart is called, so the
 	// start record can say what the sandbox set up.
 	StartInfo *StartInfo
+}
+
+// Overlay is overlayfs over Lower, a directory whose device and inode
+// (Dev, Ino) the caller recorded, with Upper and Work in root-owned
+// directories of the caller's, on Lower's file system.
+type Overlay struct {
+	Lower, Upper, Work string
+	Dev, Ino           uint64
 }
 
 // Egress serves a run's captured network (Spec.Egress).

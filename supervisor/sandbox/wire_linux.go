@@ -12,7 +12,7 @@ import (
 // than JSON: decoding JSON costs the init about 100µs of reflection on
 // every run.
 
-const wireMagic = "egi3"
+const wireMagic = "egi4"
 
 func (c *initConfig) marshal() []byte {
 	w := wireWriter{b: make([]byte, 0, 1024)}
@@ -28,6 +28,9 @@ func (c *initConfig) marshal() []byte {
 	w.targets(c.MaskDirs)
 	w.targets(c.NetFiles)
 	w.strs(c.NetData)
+	w.targets(c.Overlays)
+	w.strs(c.Uppers)
+	w.strs(c.Works)
 	w.int(int64(c.NetNSFD))
 	w.int(int64(c.NotifyFD))
 	w.str(string(c.Seccomp))
@@ -51,6 +54,9 @@ func (c *initConfig) unmarshal(b []byte) error {
 	c.MaskDirs = r.targets()
 	c.NetFiles = r.targets()
 	c.NetData = r.strs()
+	c.Overlays = r.targets()
+	c.Uppers = r.strs()
+	c.Works = r.strs()
 	c.NetNSFD = int(r.int())
 	c.NotifyFD = int(r.int())
 	c.Seccomp = []byte(r.str())
