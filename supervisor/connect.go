@@ -48,6 +48,7 @@ func (s *Server) newEgress(ri *reqInfo, req api.ExecRequest, out *eventStream) (
 		MaxConns: ri.prof.Limits.Connections, MaxEgressBytes: ri.prof.Limits.EgressBytes,
 		ConnsRule:  ri.prof.LocOf(profiles.KeyConnections).String(),
 		EgressRule: ri.prof.LocOf(profiles.KeyEgressBytes).String(),
+		OwnRule:    ri.prof.LocOf(profiles.KeyNetworkMode).String(),
 	})
 	if err != nil {
 		return nil, err
@@ -152,11 +153,6 @@ func (e *runEgress) Ask(ctx context.Context, host string, port uint16, v egress.
 // connection gates it: unrecorded, the proxy cuts it before any byte goes.
 // A refusal is told to the client's stream too.
 func (e *runEgress) record(ev egress.Event) error {
-	if ev.Rule == "" && ev.Decision != egress.Allow {
-		// Refused by execgate's own checks (an unmapped synthetic address,
-		// a connection that was not redirected): the mode decided.
-		ev.Rule = e.ri.prof.LocOf(profiles.KeyNetworkMode).String()
-	}
 	rec := connectRecord(e.ri, ev)
 	if ev.Kind != "connect" {
 		e.s.note(rec)

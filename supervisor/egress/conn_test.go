@@ -290,3 +290,16 @@ func TestLimitEgressIdleHoldsNothing(t *testing.T) {
 		t.Fatalf("the server received %d bytes past the first", n)
 	}
 }
+
+// TestOwnRefusalsCiteOwnRule: the proxy's own refusals (here a synthetic
+// address no name was given) cite Config.OwnRule, in the 403 body too.
+func TestOwnRefusalsCiteOwnRule(t *testing.T) {
+	f := newFixture(t, Config{OwnRule: "t.toml:6"})
+	_, _, code, body := httpConnect(t, f.http, "198.18.200.1:80")
+	if code != 403 || !strings.Contains(body, "no name was given (t.toml:6)") {
+		t.Fatalf("%d %q", code, body)
+	}
+	if ev := f.ev.next(t, "connect"); ev.Rule != "t.toml:6" || ev.Decision != Deny {
+		t.Fatalf("event %+v", ev)
+	}
+}

@@ -39,7 +39,7 @@ func (p *Proxy) open(ctx context.Context, t target) *session {
 		// the address (SOCKS5 without remote DNS, or redirected TCP).
 		name, ok := p.cfg.Names.Lookup(t.lit)
 		if !ok {
-			s.setVerdict(Verdict{Deny, "", fmt.Sprintf("%v is a synthetic address no name was given", t.lit)})
+			s.setVerdict(Verdict{Deny, p.cfg.OwnRule, fmt.Sprintf("%v is a synthetic address no name was given", t.lit)})
 			p.emit(s.ev)
 			return s
 		}

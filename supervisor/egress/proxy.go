@@ -54,8 +54,10 @@ type Config struct {
 	MaxConns       int   // concurrent connections; 0 is unlimited
 	MaxEgressBytes int64 // bytes out over the proxy's life; 0 is unlimited
 	// ConnsRule and EgressRule are what the limits' refusals cite: the
-	// file:line of the setting.
-	ConnsRule, EgressRule string
+	// file:line of the setting. OwnRule is what the proxy's own refusals
+	// cite (a synthetic address no name was given, a connection that was
+	// not redirected, a malformed destination): the network mode's line.
+	ConnsRule, EgressRule, OwnRule string
 
 	DialTimeout      time.Duration // default 10s
 	HandshakeTimeout time.Duration // reading a request; default 10s

@@ -122,7 +122,7 @@ func (p *Proxy) handleSOCKS(c net.Conn) {
 		if errors.As(err, &se) {
 			if se.code == socksNotAllowed {
 				// A refusal the run sees: on the record like any other.
-				_ = p.emit(Event{Kind: "connect", Proto: ProtoSOCKS5, Client: clientAddr(c), Decision: Deny, Reason: "bad destination: " + se.msg})
+				_ = p.emit(Event{Kind: "connect", Proto: ProtoSOCKS5, Client: clientAddr(c), Decision: Deny, Rule: p.cfg.OwnRule, Reason: "bad destination: " + se.msg})
 			}
 			socksReply(c, se.code)
 		}

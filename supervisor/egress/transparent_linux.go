@@ -28,7 +28,7 @@ func (p *Proxy) handleTransparent(c net.Conn) {
 	local := tc.LocalAddr().(*net.TCPAddr).AddrPort()
 	if err != nil || dst == local {
 		// Not redirected (reached the listener directly): nothing to decide.
-		p.emit(Event{Kind: "connect", Proto: ProtoTransparent, Client: clientAddr(c), Decision: Deny,
+		p.emit(Event{Kind: "connect", Proto: ProtoTransparent, Client: clientAddr(c), Decision: Deny, Rule: p.cfg.OwnRule,
 			Reason: "not a redirected connection", Err: errString(err)})
 		reset(tc)
 		return
