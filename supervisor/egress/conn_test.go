@@ -131,7 +131,7 @@ func TestLimitEgress(t *testing.T) {
 		t.Fatal(code)
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second)) // the cut ends it sooner
-	n, err := c.Write(make([]byte, 64<<20)) // more than the socket buffers hold
+	n, err := c.Write(make([]byte, 64<<20))                 // more than the socket buffers hold
 	if err == nil {
 		t.Fatalf("wrote %d past the budget", n)
 	}
